@@ -1,0 +1,5 @@
+"""Events the ar module consumes and how it applies them."""
+
+from eventbus.registry import HandlerRegistry
+
+registry = HandlerRegistry()

@@ -1,0 +1,141 @@
+"""Settings read from the environment.
+
+The defaults run the embedded setup: SQLite files and the in-process bus.
+Every variable is listed in README.md.
+"""
+
+import os
+from pathlib import Path
+
+from django.core.exceptions import ImproperlyConfigured
+
+from billing.modules import DOMAIN_MODULES
+from billing.settings.databases import build_databases
+from billing.settings.environment import env_bool, env_float, env_int, env_list
+
+BASE_DIR = Path(__file__).resolve().parent.parent.parent
+DATA_DIR = Path(os.environ.get("BILLING_DATA_DIR", BASE_DIR / "var"))
+
+DEBUG = env_bool("DEBUG", default=False)
+SECRET_KEY = os.environ.get("SECRET_KEY", "")
+if not SECRET_KEY:
+    if not DEBUG and not env_bool("BILLING_EMBEDDED", default=True):
+        raise ImproperlyConfigured("SECRET_KEY is not set; set it to a long random string")
+    # NOTE: this key is public, so it suits only the embedded demo and tests;
+    # any deployment sets SECRET_KEY (and BILLING_EMBEDDED=false to enforce it).
+    SECRET_KEY = "embedded-insecure-key-set-SECRET_KEY-in-production"
+
+ALLOWED_HOSTS = env_list("ALLOWED_HOSTS", default=["localhost", "127.0.0.1", "[::1]"])
+
+INSTALLED_APPS = [
+    # eventbus comes first so its `migrate` (every alias and schema) wins.
+    "eventbus",
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "subscriptions",
+    "ar",
+    "payments",
+    "notifications",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "billing.urls"
+WSGI_APPLICATION = "billing.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = build_databases(os.environ, DATA_DIR / "db")
+DATABASE_ROUTERS = ["billing.router.ModuleRouter"]
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = "UTC"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = DATA_DIR / "static"
+
+EVENTBUS = {
+    # "inprocess" delivers inside the relay's process; "nats" uses JetStream.
+    "BACKEND": os.environ.get("EVENT_BUS", "inprocess"),
+    # A comma-separated list points the client at every node of a cluster.
+    "NATS_URLS": env_list("NATS_URL", default=["nats://127.0.0.1:4222"]),
+    "STREAM_REPLICAS": env_int("NATS_STREAM_REPLICAS", default=1),
+    # JetStream drops a publish whose Nats-Msg-Id it saw within this window,
+    # which makes a relay's re-publish after a crash harmless.
+    "DUPLICATE_WINDOW_SECONDS": env_int("EVENTBUS_DUPLICATE_WINDOW_SECONDS", default=120),
+    "STREAM_MAX_AGE_SECONDS": env_int("EVENTBUS_STREAM_MAX_AGE_SECONDS", default=7 * 24 * 3600),
+    "ACK_WAIT_SECONDS": env_float("EVENTBUS_ACK_WAIT_SECONDS", default=30.0),
+    "MAX_DELIVER": env_int("EVENTBUS_MAX_DELIVER", default=5),
+    # Delay before redelivery n+1 after a handler error on delivery n.
+    "BACKOFF_SECONDS": [
+        float(value) for value in env_list("EVENTBUS_BACKOFF_SECONDS", default=["1", "5", "30", "120"])
+    ],
+    "RELAY_BATCH_SIZE": env_int("EVENTBUS_RELAY_BATCH_SIZE", default=500),
+    "FETCH_BATCH_SIZE": env_int("EVENTBUS_FETCH_BATCH_SIZE", default=100),
+    # Published outbox rows are purged after this; it must exceed the
+    # duplicate window so a re-publish is still recognised as a duplicate.
+    "OUTBOX_RETENTION_SECONDS": env_int("EVENTBUS_OUTBOX_RETENTION_SECONDS", default=7 * 24 * 3600),
+    "MAX_EVENT_BYTES": env_int("EVENTBUS_MAX_EVENT_BYTES", default=256 * 1024),
+}
+
+CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+CELERY_TASK_ACKS_LATE = True
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+CELERY_TIMEZONE = "UTC"
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {
+        "plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"},
+    },
+    "handlers": {
+        "console": {"class": "logging.StreamHandler", "formatter": "plain"},
+    },
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+}
+
+# Celery beat: relay every module's outbox each second. The relay lock makes
+# a tick that overlaps the previous one return at once; `expires` drops ticks
+# that waited in the queue longer than a few seconds.
+CELERY_BEAT_SCHEDULE = {
+    **{
+        f"relay-{module}-outbox": {
+            "task": "eventbus.relay_outbox",
+            "schedule": 1.0,
+            "args": (module,),
+            "options": {"expires": 5},
+        }
+        for module in DOMAIN_MODULES
+    },
+    "purge-published-outbox-rows": {"task": "eventbus.purge_outboxes", "schedule": 24 * 3600.0},
+}

@@ -1,0 +1,70 @@
+"""Typed access to the ``EVENTBUS`` setting, validated when first read."""
+
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.core.exceptions import ImproperlyConfigured
+
+BACKENDS = ("inprocess", "nats")
+
+
+@dataclass(frozen=True)
+class BusSettings:
+    backend: str
+    nats_urls: list[str]
+    stream_replicas: int
+    duplicate_window_seconds: int
+    stream_max_age_seconds: int
+    ack_wait_seconds: float
+    max_deliver: int
+    backoff_seconds: list[float]
+    relay_batch_size: int
+    fetch_batch_size: int
+    outbox_retention_seconds: int
+    max_event_bytes: int
+
+    def redelivery_delay(self, delivery: int) -> float:
+        """Return the seconds to wait before redelivering after failed delivery ``delivery``."""
+        index = min(max(delivery, 1), len(self.backoff_seconds)) - 1
+        return self.backoff_seconds[index]
+
+
+def bus_settings() -> BusSettings:
+    raw = settings.EVENTBUS
+    config = BusSettings(
+        backend=raw["BACKEND"],
+        nats_urls=list(raw["NATS_URLS"]),
+        stream_replicas=raw["STREAM_REPLICAS"],
+        duplicate_window_seconds=raw["DUPLICATE_WINDOW_SECONDS"],
+        stream_max_age_seconds=raw["STREAM_MAX_AGE_SECONDS"],
+        ack_wait_seconds=raw["ACK_WAIT_SECONDS"],
+        max_deliver=raw["MAX_DELIVER"],
+        backoff_seconds=list(raw["BACKOFF_SECONDS"]),
+        relay_batch_size=raw["RELAY_BATCH_SIZE"],
+        fetch_batch_size=raw["FETCH_BATCH_SIZE"],
+        outbox_retention_seconds=raw["OUTBOX_RETENTION_SECONDS"],
+        max_event_bytes=raw["MAX_EVENT_BYTES"],
+    )
+    _validate(config)
+    return config
+
+
+def _validate(config: BusSettings) -> None:
+    if config.backend not in BACKENDS:
+        raise ImproperlyConfigured(
+            f"EVENT_BUS={config.backend!r} is not a bus backend; use one of {', '.join(BACKENDS)}"
+        )
+    if config.max_deliver < 1:
+        raise ImproperlyConfigured(f"EVENTBUS_MAX_DELIVER={config.max_deliver} must be at least 1")
+    if not config.backoff_seconds or any(delay <= 0 for delay in config.backoff_seconds):
+        raise ImproperlyConfigured(
+            f"EVENTBUS_BACKOFF_SECONDS={config.backoff_seconds} must list positive delays in seconds"
+        )
+    if config.outbox_retention_seconds <= config.duplicate_window_seconds:
+        raise ImproperlyConfigured(
+            f"EVENTBUS_OUTBOX_RETENTION_SECONDS={config.outbox_retention_seconds} must exceed "
+            f"the duplicate window ({config.duplicate_window_seconds} s), or a re-published "
+            "row could be accepted twice"
+        )
+    if config.relay_batch_size < 1 or config.fetch_batch_size < 1:
+        raise ImproperlyConfigured("EVENTBUS_RELAY_BATCH_SIZE and EVENTBUS_FETCH_BATCH_SIZE must be at least 1")

@@ -1,0 +1,233 @@
+"""Move committed outbox rows onto the bus, and purge them after retention.
+
+One relay at a time owns a module's outbox (``relay_lock``). It claims rows
+by state (pending, due) in id order rather than by an "id greater than the
+last one seen" cursor, because transactions commit out of id order and such a
+cursor would skip a row that commits late.
+"""
+
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+
+from django.db import close_old_connections, transaction
+from django.db.models import F
+from django.utils import timezone
+
+from eventbus.backends import EventBus, OutgoingMessage, PublishOutcome, get_bus
+from eventbus.conf import bus_settings
+from eventbus.errors import EventBusError
+from eventbus.locks import relay_lock
+from eventbus.models import OutboxState
+from eventbus.registry import BusModule, get_module
+
+logger = logging.getLogger(__name__)
+
+# Delay before re-publishing a row after its n-th failed publish, in seconds;
+# the last value repeats. Short first steps ride out a NATS restart quickly.
+PUBLISH_BACKOFF_SECONDS = (1, 2, 5, 15, 30, 60)
+
+
+@dataclass
+class RelayResult:
+    module: str
+    locked_out: bool = False
+    published: int = 0
+    failed: int = 0
+    # Rows held back because an earlier event of their aggregate is not published yet.
+    held: int = 0
+    batches: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def relay_outbox(
+    *,
+    module: str,
+    bus: EventBus | None = None,
+    batch_size: int | None = None,
+    max_batches: int | None = None,
+    now: Callable[[], datetime] = timezone.now,
+    after_publish: Callable[[list[PublishOutcome]], None] | None = None,
+) -> RelayResult:
+    """Publish ``module``'s due outbox rows, batch by batch, until none is left.
+
+    Return at once with ``locked_out`` when another relay owns this outbox.
+    ``after_publish`` runs after the bus acknowledged a batch and before the
+    rows are marked published; tests use it to crash the relay there.
+    """
+    bus_module = get_module(module)
+    bus = bus or get_bus()
+    batch_size = batch_size or bus_settings().relay_batch_size
+    result = RelayResult(module=module)
+
+    with relay_lock(bus_module.alias, module) as acquired:
+        if not acquired:
+            result.locked_out = True
+            return result
+
+        while max_batches is None or result.batches < max_batches:
+            rows = _claim(bus_module, batch_size, now())
+            sendable, held = _sendable_in_order(rows, now())
+            result.held += held
+            if not sendable:
+                break
+            published_before = result.published
+            _publish_in_waves(bus_module, bus, sendable, result, now, after_publish)
+            result.batches += 1
+            if result.published == published_before or len(rows) < batch_size:
+                break
+
+    if result.published or result.failed:
+        logger.info(
+            "Relayed %s event(s) from %s, %s failed, %s held back",
+            result.published, module, result.failed, result.held,
+            extra={"bus_module": module},
+        )
+    return result
+
+
+def _claim(bus_module: BusModule, batch_size: int, moment: datetime) -> list:
+    # Rows still in backoff are read too, so a later event of the same
+    # aggregate is held behind them instead of overtaking them.
+    return list(
+        bus_module.outbox.objects.using(bus_module.alias)
+        .filter(state=OutboxState.PENDING)
+        .order_by("id")
+        .only(
+            "id", "event_id", "subject", "body", "aggregate_type", "aggregate_id",
+            "publish_attempts", "next_attempt_at",
+        )[:batch_size]
+    )
+
+
+def _sendable_in_order(rows: list, moment: datetime) -> tuple[list, int]:
+    """Drop rows in backoff and every later row of their aggregates."""
+    blocked, sendable, held = set(), [], 0
+    for row in rows:
+        key = (row.aggregate_type, row.aggregate_id)
+        if key in blocked:
+            held += 1
+            continue
+        if row.next_attempt_at is not None and row.next_attempt_at > moment:
+            blocked.add(key)
+            held += 1
+            continue
+        sendable.append(row)
+    return sendable, held
+
+
+def _publish_in_waves(bus_module, bus, rows, result, now, after_publish) -> None:
+    """Publish ``rows`` pipelined, at most one event per aggregate in flight.
+
+    Wave n holds each aggregate's n-th row of the batch, so an event is sent
+    only after every earlier event of its aggregate was acknowledged; when one
+    fails, the aggregate's later rows wait for the next pass.
+    """
+    waves: list[list] = []
+    seen: dict[tuple, int] = {}
+    for row in rows:
+        key = (row.aggregate_type, row.aggregate_id)
+        position = seen.get(key, 0)
+        seen[key] = position + 1
+        if position == len(waves):
+            waves.append([])
+        waves[position].append(row)
+
+    failed_aggregates: set[tuple] = set()
+    for wave in waves:
+        waiting = len(wave)
+        wave = [row for row in wave if (row.aggregate_type, row.aggregate_id) not in failed_aggregates]
+        result.held += waiting - len(wave)
+        if not wave:
+            continue
+        messages = [OutgoingMessage(row.subject, str(row.event_id), row.body.encode()) for row in wave]
+        try:
+            outcomes = bus.publish_batch(messages)
+        except EventBusError as error:
+            outcomes = [PublishOutcome(message.event_id, stored=False, error=str(error)) for message in messages]
+
+        if after_publish is not None:
+            after_publish(outcomes)
+
+        stored = [row for row, outcome in zip(wave, outcomes, strict=True) if outcome.stored]
+        failures = [(row, outcome) for row, outcome in zip(wave, outcomes, strict=True) if not outcome.stored]
+        _mark_published(bus_module, stored, now())
+        _mark_failed(bus_module, failures, now())
+        result.published += len(stored)
+        result.failed += len(failures)
+        for row, outcome in failures:
+            failed_aggregates.add((row.aggregate_type, row.aggregate_id))
+            if outcome.error not in result.errors:
+                result.errors.append(outcome.error)
+
+
+def _mark_published(bus_module: BusModule, rows: list, moment: datetime) -> None:
+    if not rows:
+        return
+    with transaction.atomic(using=bus_module.alias):
+        bus_module.outbox.objects.using(bus_module.alias).filter(id__in=[row.id for row in rows]).update(
+            state=OutboxState.PUBLISHED,
+            published_at=moment,
+            publish_attempts=F("publish_attempts") + 1,
+            last_error="",
+            next_attempt_at=None,
+        )
+
+
+def _mark_failed(bus_module: BusModule, failures: list, moment: datetime) -> None:
+    if not failures:
+        return
+    logger.warning(
+        "Publishing %s event(s) from %s failed, first error: %s",
+        len(failures), bus_module.name, failures[0][1].error,
+        extra={"bus_module": bus_module.name, "event_id": str(failures[0][0].event_id)},
+    )
+    manager = bus_module.outbox.objects.using(bus_module.alias)
+    with transaction.atomic(using=bus_module.alias):
+        for row, outcome in failures:
+            attempts = row.publish_attempts + 1
+            delay = PUBLISH_BACKOFF_SECONDS[min(attempts, len(PUBLISH_BACKOFF_SECONDS)) - 1]
+            manager.filter(id=row.id).update(
+                publish_attempts=attempts,
+                last_error=outcome.error[:2000],
+                next_attempt_at=moment + timedelta(seconds=delay),
+            )
+
+
+def relay_follow(
+    *,
+    modules: list[str],
+    interval: float,
+    should_stop: Callable[[], bool],
+    bus: EventBus | None = None,
+) -> None:
+    """Relay every module in turn until ``should_stop``; sleep ``interval`` seconds when idle."""
+    while not should_stop():
+        busy = False
+        for module in modules:
+            try:
+                result = relay_outbox(module=module, bus=bus)
+            except Exception:
+                logger.exception("Relay pass failed", extra={"bus_module": module})
+                close_old_connections()
+                continue
+            busy = busy or result.published > 0
+        if not busy:
+            time.sleep(interval)
+
+
+def outbox_purge(*, module: str, now: datetime | None = None) -> int:
+    """Delete ``module``'s published rows older than the retention period; return how many."""
+    bus_module = get_module(module)
+    retention = timedelta(seconds=bus_settings().outbox_retention_seconds)
+    cutoff = (now or timezone.now()) - retention
+    deleted, _ = (
+        bus_module.outbox.objects.using(bus_module.alias)
+        .filter(state=OutboxState.PUBLISHED, published_at__lt=cutoff)
+        .delete()
+    )
+    if deleted:
+        logger.info("Purged %s published outbox row(s) from %s", deleted, module, extra={"bus_module": module})
+    return deleted

@@ -1,0 +1,231 @@
+"""The JetStream consumer runner behind ``manage.py run_consumers``.
+
+One fetch loop per (module, stream it reads) on one durable pull consumer.
+Each message is applied through ``eventbus.consumer.deliver`` on a worker
+thread (Django's ORM is synchronous and its connections belong to a thread)
+while the loop sends progress acknowledgements, so a handler slower than the
+ack wait keeps its message. The ack goes out only after the handler's
+transaction committed.
+"""
+
+import asyncio
+import logging
+import signal
+from concurrent.futures import ThreadPoolExecutor
+
+import nats.errors
+import nats.js.errors
+from django.db import close_old_connections, connections
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from eventbus.backends.nats import connect, consumer_config, declare
+from eventbus.conf import BusSettings, bus_settings
+from eventbus.consumer import DeliveryResult, Disposition, deliver
+from eventbus.errors import BusMisconfigured, BusUnavailable
+from eventbus.registry import BusModule, all_modules, stream_name
+
+logger = logging.getLogger(__name__)
+
+# Seconds one pull request waits for messages before it is renewed. nats-py
+# raises a timeout when it expires empty, which here just means "idle".
+FETCH_WAIT_SECONDS = 2.0
+# Seconds between checks that an idle durable consumer still exists; a
+# consumer deleted by an operator or lost with a stream is declared again.
+CONSUMER_CHECK_SECONDS = 15.0
+# Seconds to wait after a transport error before fetching again.
+ERROR_PAUSE_SECONDS = 0.5
+
+
+class ConsumerRunner:
+    """Consume for ``modules`` until ``stop()``; in-flight messages finish first."""
+
+    def __init__(self, modules: list[BusModule], config: BusSettings | None = None, *, name: str = "billing-consumers"):
+        self._modules = modules
+        self._config = config or bus_settings()
+        self._name = name
+        self._stopping = asyncio.Event()
+        self.processed = 0
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+    async def run(self) -> None:
+        client = await self._connect_with_retry()
+        try:
+            js = client.jetstream(timeout=5)
+            await self._declare_with_retry(js)
+            loops = [
+                self._consume(js, module, producer)
+                for module in self._modules
+                for producer in module.handlers.producers()
+            ]
+            logger.info("Consuming for %s", ", ".join(module.name for module in self._modules))
+            await asyncio.gather(*loops)
+        finally:
+            try:
+                await client.drain()
+            except (TimeoutError, nats.errors.Error):
+                await client.close()
+            logger.info("Consumers stopped after %s message(s)", self.processed)
+
+    async def _connect_with_retry(self):
+        while True:
+            try:
+                return await connect(self._config.nats_urls, name=self._name)
+            except BusUnavailable as error:
+                if self._stopping.is_set():
+                    raise
+                logger.warning("%s; retrying in 1 s", error)
+                await self._sleep(1.0)
+
+    async def _declare_with_retry(self, js: JetStreamContext) -> None:
+        # Declare every module's consumers, not only this process's, so no
+        # stream ever holds an event that no durable consumer is bound to read.
+        while True:
+            try:
+                await declare(js, self._config, all_modules())
+                return
+            except BusUnavailable as error:
+                logger.warning("%s; retrying in 1 s", error)
+                await self._sleep(1.0)
+
+    async def _consume(self, js: JetStreamContext, module: BusModule, producer: str) -> None:
+        stream = stream_name(producer)
+        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"consumer-{module.name}-{producer}")
+        subscription = None
+        idle_seconds = 0.0
+        try:
+            while not self._stopping.is_set():
+                try:
+                    if subscription is None:
+                        subscription = await js.pull_subscribe_bind(
+                            durable=module.consumer_name, stream=stream
+                        )
+                    messages = await subscription.fetch(self._config.fetch_batch_size, timeout=FETCH_WAIT_SECONDS)
+                except (TimeoutError, nats.errors.TimeoutError):
+                    idle_seconds += FETCH_WAIT_SECONDS
+                    if idle_seconds >= CONSUMER_CHECK_SECONDS:
+                        idle_seconds = 0.0
+                        subscription = await self._recover_consumer(js, module, producer, subscription)
+                    continue
+                except nats.js.errors.NotFoundError:
+                    subscription = await self._recover_consumer(js, module, producer, subscription, missing=True)
+                    continue
+                except (nats.errors.Error, OSError) as error:
+                    logger.warning("Fetch from %s for %s failed: %r", stream, module.name, error)
+                    await self._sleep(ERROR_PAUSE_SECONDS)
+                    subscription = await self._recover_consumer(js, module, producer, subscription)
+                    continue
+
+                idle_seconds = 0.0
+                await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
+                for index, message in enumerate(messages):
+                    if self._stopping.is_set():
+                        # Hand unstarted messages back for another process now
+                        # rather than after the ack wait.
+                        await asyncio.gather(*(self._settle(m, DeliveryResult(Disposition.RETRY)) for m in messages[index:]))
+                        break
+                    await self._handle(executor, module, message)
+        finally:
+            await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
+            executor.shutdown(wait=True)
+            if subscription is not None:
+                try:
+                    await subscription.unsubscribe()
+                except nats.errors.Error:
+                    pass
+
+    async def _recover_consumer(self, js, module, producer, subscription, *, missing: bool = False):
+        """Check the durable consumer exists; declare it again and rebind when it does not."""
+        stream = stream_name(producer)
+        try:
+            if not missing:
+                await js.consumer_info(stream, module.consumer_name)
+                return subscription
+        except nats.js.errors.NotFoundError:
+            pass
+        except (TimeoutError, nats.errors.Error):
+            # The server is unreachable; the client reconnects by itself and
+            # a fresh pull request is sent on the next fetch.
+            return subscription
+
+        logger.warning("Durable consumer %s on %s is missing; declaring it again", module.consumer_name, stream)
+        try:
+            await js.add_consumer(stream, consumer_config(module, producer, self._config))
+        except nats.js.errors.NotFoundError:
+            # The stream itself is gone: declare everything again.
+            try:
+                await declare(js, self._config, all_modules())
+            except (BusUnavailable, BusMisconfigured) as error:
+                logger.error("Cannot declare streams again: %s", error)
+                await self._sleep(1.0)
+        except (TimeoutError, nats.errors.Error) as error:
+            logger.warning("Declaring consumer %s on %s failed: %r", module.consumer_name, stream, error)
+            await self._sleep(1.0)
+        if subscription is not None:
+            try:
+                await subscription.unsubscribe()
+            except nats.errors.Error:
+                pass
+        return None
+
+    async def _handle(self, executor, module: BusModule, message: Msg) -> None:
+        delivery = message.metadata.num_delivered
+        loop = asyncio.get_running_loop()
+        work = loop.run_in_executor(
+            executor,
+            lambda: deliver(module=module, subject=message.subject, body=message.data, delivery=delivery),
+        )
+        progress_every = max(self._config.ack_wait_seconds / 3, 0.1)
+        while True:
+            done, _ = await asyncio.wait({work}, timeout=progress_every)
+            if done:
+                break
+            try:
+                await message.in_progress()
+            except nats.errors.Error as error:
+                logger.warning("Progress ack failed: %r", error)
+
+        try:
+            result = work.result()
+        except Exception:
+            # deliver() itself failed, for example the database is down while
+            # it writes a dead letter: let the message come back later.
+            logger.exception("Delivery failed before an outcome was recorded", extra={"bus_module": module.name})
+            await loop.run_in_executor(executor, close_old_connections)
+            result = DeliveryResult(Disposition.RETRY, delay=self._config.redelivery_delay(delivery))
+        await self._settle(message, result)
+        self.processed += 1
+
+    async def _settle(self, message: Msg, result: DeliveryResult) -> None:
+        # A lost ack is harmless: the message comes back and the inbox skips it.
+        try:
+            if result.disposition is Disposition.ACK:
+                await message.ack()
+            elif result.disposition is Disposition.TERMINATE:
+                await message.term()
+            else:
+                await message.nak(delay=result.delay or None)
+        except nats.errors.Error as error:
+            logger.warning("Settling message on %s failed: %r", message.subject, error)
+
+    async def _sleep(self, seconds: float) -> None:
+        try:
+            await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
+        except TimeoutError:
+            pass
+
+
+def run_consumers_until_signalled(modules: list[BusModule]) -> int:
+    """Run consumers for ``modules`` until SIGTERM or SIGINT; return messages processed."""
+
+    async def main() -> int:
+        runner = ConsumerRunner(modules)
+        loop = asyncio.get_running_loop()
+        for signum in (signal.SIGTERM, signal.SIGINT):
+            loop.add_signal_handler(signum, runner.stop)
+        await runner.run()
+        return runner.processed
+
+    return asyncio.run(main())

@@ -1,0 +1,5 @@
+"""Events the notifications module consumes and how it applies them."""
+
+from eventbus.registry import HandlerRegistry
+
+registry = HandlerRegistry()
