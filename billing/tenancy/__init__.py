@@ -1,0 +1,1 @@
+"""Tenants: the businesses that bill their customers on this platform."""
