@@ -11,6 +11,7 @@ from django.core.exceptions import ImproperlyConfigured
 
 from billing.modules import DOMAIN_MODULES
 from billing.settings.databases import build_databases
+from billing.settings.email import email_settings
 from billing.settings.environment import env_bool, env_float, env_int, env_list
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
@@ -107,6 +108,10 @@ EVENTBUS = {
     "OUTBOX_RETENTION_SECONDS": env_int("EVENTBUS_OUTBOX_RETENTION_SECONDS", default=7 * 24 * 3600),
     "MAX_EVENT_BYTES": env_int("EVENTBUS_MAX_EVENT_BYTES", default=256 * 1024),
 }
+
+# Outgoing customer email; console:// prints messages to standard output.
+globals().update(email_settings(os.environ.get("EMAIL_URL", "console://")))
+DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.com")
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
 CELERY_TASK_ACKS_LATE = True
