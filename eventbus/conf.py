@@ -49,10 +49,24 @@ def bus_settings() -> BusSettings:
     return config
 
 
+# JetStream keeps at most five copies of a stream.
+MAX_STREAM_REPLICAS = 5
+
+
 def _validate(config: BusSettings) -> None:
     if config.backend not in BACKENDS:
         raise ImproperlyConfigured(
             f"EVENT_BUS={config.backend!r} is not a bus backend; use one of {', '.join(BACKENDS)}"
+        )
+    if config.backend == "nats" and not config.nats_urls:
+        raise ImproperlyConfigured("NATS_URL is empty; set it to nats://HOST:PORT (comma-separated for a cluster)")
+    if not 1 <= config.stream_replicas <= MAX_STREAM_REPLICAS:
+        raise ImproperlyConfigured(
+            f"NATS_STREAM_REPLICAS={config.stream_replicas} must be between 1 and {MAX_STREAM_REPLICAS}"
+        )
+    if config.ack_wait_seconds <= 0:
+        raise ImproperlyConfigured(
+            f"EVENTBUS_ACK_WAIT_SECONDS={config.ack_wait_seconds} must be a positive number of seconds"
         )
     if config.max_deliver < 1:
         raise ImproperlyConfigured(f"EVENTBUS_MAX_DELIVER={config.max_deliver} must be at least 1")
@@ -60,11 +74,30 @@ def _validate(config: BusSettings) -> None:
         raise ImproperlyConfigured(
             f"EVENTBUS_BACKOFF_SECONDS={config.backoff_seconds} must list positive delays in seconds"
         )
+    if config.duplicate_window_seconds < 1:
+        raise ImproperlyConfigured(
+            f"EVENTBUS_DUPLICATE_WINDOW_SECONDS={config.duplicate_window_seconds} must be at least 1"
+        )
+    if config.stream_max_age_seconds < 0:
+        raise ImproperlyConfigured(
+            f"EVENTBUS_STREAM_MAX_AGE_SECONDS={config.stream_max_age_seconds} must be 0 (no limit) "
+            "or a positive number of seconds"
+        )
+    if 0 < config.stream_max_age_seconds < config.duplicate_window_seconds:
+        # JetStream rejects a stream whose duplicate window exceeds its max age.
+        raise ImproperlyConfigured(
+            f"EVENTBUS_STREAM_MAX_AGE_SECONDS={config.stream_max_age_seconds} must be at least "
+            f"the duplicate window ({config.duplicate_window_seconds} s)"
+        )
     if config.outbox_retention_seconds <= config.duplicate_window_seconds:
         raise ImproperlyConfigured(
             f"EVENTBUS_OUTBOX_RETENTION_SECONDS={config.outbox_retention_seconds} must exceed "
             f"the duplicate window ({config.duplicate_window_seconds} s), or a re-published "
             "row could be accepted twice"
         )
-    if config.relay_batch_size < 1 or config.fetch_batch_size < 1:
-        raise ImproperlyConfigured("EVENTBUS_RELAY_BATCH_SIZE and EVENTBUS_FETCH_BATCH_SIZE must be at least 1")
+    if config.relay_batch_size < 1:
+        raise ImproperlyConfigured(f"EVENTBUS_RELAY_BATCH_SIZE={config.relay_batch_size} must be at least 1")
+    if config.fetch_batch_size < 1:
+        raise ImproperlyConfigured(f"EVENTBUS_FETCH_BATCH_SIZE={config.fetch_batch_size} must be at least 1")
+    if config.max_event_bytes < 1:
+        raise ImproperlyConfigured(f"EVENTBUS_MAX_EVENT_BYTES={config.max_event_bytes} must be at least 1")

@@ -9,6 +9,7 @@ transaction committed.
 """
 
 import asyncio
+import contextlib
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -26,6 +27,9 @@ from eventbus.errors import BusMisconfigured, BusUnavailable
 from eventbus.registry import BusModule, all_modules, stream_name
 
 logger = logging.getLogger(__name__)
+
+# A message handed back on shutdown is redelivered at once, to another process.
+HAND_BACK = DeliveryResult(Disposition.RETRY)
 
 # Seconds one pull request waits for messages before it is renewed. nats-py
 # raises a timeout when it expires empty, which here just means "idle".
@@ -52,9 +56,13 @@ class ConsumerRunner:
 
     async def run(self) -> None:
         client = await self._connect_with_retry()
+        if client is None:
+            logger.info("Consumers stopped before NATS answered")
+            return
         try:
             js = client.jetstream(timeout=5)
-            await self._declare_with_retry(js)
+            if not await self._declare_with_retry(js):
+                return
             loops = [
                 self._consume(js, module, producer)
                 for module in self._modules
@@ -70,25 +78,27 @@ class ConsumerRunner:
             logger.info("Consumers stopped after %s message(s)", self.processed)
 
     async def _connect_with_retry(self):
-        while True:
+        """Return a connected client, or None when ``stop()`` came first."""
+        while not self._stopping.is_set():
             try:
                 return await connect(self._config.nats_urls, name=self._name)
             except BusUnavailable as error:
-                if self._stopping.is_set():
-                    raise
                 logger.warning("%s; retrying in 1 s", error)
                 await self._sleep(1.0)
+        return None
 
-    async def _declare_with_retry(self, js: JetStreamContext) -> None:
+    async def _declare_with_retry(self, js: JetStreamContext) -> bool:
+        """Declare streams and consumers; return False when ``stop()`` came first."""
         # Declare every module's consumers, not only this process's, so no
         # stream ever holds an event that no durable consumer is bound to read.
-        while True:
+        while not self._stopping.is_set():
             try:
                 await declare(js, self._config, all_modules())
-                return
+                return True
             except BusUnavailable as error:
                 logger.warning("%s; retrying in 1 s", error)
                 await self._sleep(1.0)
+        return False
 
     async def _consume(self, js: JetStreamContext, module: BusModule, producer: str) -> None:
         stream = stream_name(producer)
@@ -120,13 +130,7 @@ class ConsumerRunner:
 
                 idle_seconds = 0.0
                 await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
-                for index, message in enumerate(messages):
-                    if self._stopping.is_set():
-                        # Hand unstarted messages back for another process now
-                        # rather than after the ack wait.
-                        await asyncio.gather(*(self._settle(m, DeliveryResult(Disposition.RETRY)) for m in messages[index:]))
-                        break
-                    await self._handle(executor, module, message)
+                await self._handle_batch(executor, module, messages)
         finally:
             await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
             executor.shutdown(wait=True)
@@ -170,25 +174,53 @@ class ConsumerRunner:
                 pass
         return None
 
+    async def _handle_batch(self, executor, module: BusModule, messages: list[Msg]) -> None:
+        """Apply ``messages`` one by one while every unsettled one is kept in progress.
+
+        The messages of a fetch wait their turn, so the progress acks cover the
+        waiting ones too: otherwise a batch that takes longer than the ack wait
+        in total would see its last messages redelivered elsewhere.
+        """
+        unsettled = list(messages)
+        keeper = asyncio.create_task(self._keep_in_progress(unsettled))
+        try:
+            for message in messages:
+                if self._stopping.is_set():
+                    break
+                await self._handle(executor, module, message)
+                unsettled.remove(message)
+        finally:
+            keeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await keeper
+        if unsettled:
+            # Hand unstarted messages back for another process now rather than
+            # after the ack wait.
+            await asyncio.gather(*(self._settle(message, HAND_BACK) for message in unsettled))
+
+    async def _keep_in_progress(self, unsettled: list[Msg]) -> None:
+        """Send a progress ack for every message in ``unsettled`` each third of the ack wait."""
+        interval = max(self._config.ack_wait_seconds / 3, 0.1)
+        while True:
+            await asyncio.sleep(interval)
+            failures = 0
+            for message in list(unsettled):
+                try:
+                    await message.in_progress()
+                except nats.errors.Error as error:
+                    failures += 1
+                    last_error = error
+            if failures:
+                logger.warning("Progress ack failed for %s message(s): %r", failures, last_error)
+
     async def _handle(self, executor, module: BusModule, message: Msg) -> None:
         delivery = message.metadata.num_delivered
         loop = asyncio.get_running_loop()
-        work = loop.run_in_executor(
-            executor,
-            lambda: deliver(module=module, subject=message.subject, body=message.data, delivery=delivery),
-        )
-        progress_every = max(self._config.ack_wait_seconds / 3, 0.1)
-        while True:
-            done, _ = await asyncio.wait({work}, timeout=progress_every)
-            if done:
-                break
-            try:
-                await message.in_progress()
-            except nats.errors.Error as error:
-                logger.warning("Progress ack failed: %r", error)
-
         try:
-            result = work.result()
+            result = await loop.run_in_executor(
+                executor,
+                lambda: deliver(module=module, subject=message.subject, body=message.data, delivery=delivery),
+            )
         except Exception:
             # deliver() itself failed, for example the database is down while
             # it writes a dead letter: let the message come back later.

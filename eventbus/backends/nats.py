@@ -49,6 +49,10 @@ PUBLISH_ACK_TIMEOUT_SECONDS = 10.0
 API_TIMEOUT_SECONDS = 5.0
 # The first version that supports several filter subjects on one consumer.
 MINIMUM_SERVER_VERSION = (2, 10)
+# Seconds the first connection may take before connect() gives up. With
+# unlimited reconnect attempts nats-py would otherwise retry forever when no
+# server answers at start-up, and a command could neither fail nor stop.
+CONNECT_TIMEOUT_SECONDS = 5.0
 
 
 async def connect(urls: list[str], *, name: str) -> Client:
@@ -56,6 +60,8 @@ async def connect(urls: list[str], *, name: str) -> Client:
 
     nats-py gives up after 60 reconnect attempts by default, which would leave
     a long-running relay or consumer disconnected for good after a long outage.
+    Raise ``BusUnavailable`` when no server answers within
+    ``CONNECT_TIMEOUT_SECONDS``.
     """
 
     async def on_disconnected():
@@ -69,21 +75,26 @@ async def connect(urls: list[str], *, name: str) -> Client:
 
     client = Client()
     try:
-        await client.connect(
-            servers=urls,
-            name=name,
-            connect_timeout=2,
-            allow_reconnect=True,
-            max_reconnect_attempts=-1,
-            reconnect_time_wait=0.5,
-            disconnected_cb=on_disconnected,
-            reconnected_cb=on_reconnected,
-            error_cb=on_error,
+        await asyncio.wait_for(
+            client.connect(
+                servers=urls,
+                name=name,
+                connect_timeout=2,
+                allow_reconnect=True,
+                max_reconnect_attempts=-1,
+                reconnect_time_wait=0.5,
+                disconnected_cb=on_disconnected,
+                reconnected_cb=on_reconnected,
+                error_cb=on_error,
+            ),
+            CONNECT_TIMEOUT_SECONDS,
         )
     except (TimeoutError, nats.errors.Error, OSError) as error:
+        last_error = client.last_error or error
+        await client.close()
         raise BusUnavailable(
-            f"cannot connect to NATS at {', '.join(urls)}: {error!r}; check NATS_URL and that "
-            "nats-server is running with JetStream (-js)"
+            f"cannot connect to NATS at {', '.join(urls)} within {CONNECT_TIMEOUT_SECONDS:.0f} s: "
+            f"{last_error!r}; check NATS_URL and that nats-server is running with JetStream (-js)"
         ) from error
 
     version = client.connected_server_version
@@ -269,6 +280,12 @@ class NatsEventBus(EventBus):
     def publish_batch(self, messages: list[OutgoingMessage]) -> list[PublishOutcome]:
         with self._lock:
             js = self._connected()
+            if not self._client.is_connected:
+                # While the client reconnects, nats-py would buffer the
+                # publishes and the relay would wait out every PubAck timeout;
+                # failing at once leaves the rows for the next pass instead.
+                error = f"not connected to NATS at {', '.join(self._config.nats_urls)}; reconnecting"
+                return [PublishOutcome(message.event_id, stored=False, error=error) for message in messages]
             if not self._declared:
                 # Consumers must exist before the first publish, or a stream
                 # with limits retention holds events nobody is bound to read.
