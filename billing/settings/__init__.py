@@ -119,6 +119,18 @@ CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
 
+# Payments. PAYMENTS_GATEWAY is "simulated" (test tokens, no real money) or
+# the dotted path of a payments.gateways.base.PaymentGateway subclass.
+PAYMENTS_GATEWAY = os.environ.get("PAYMENTS_GATEWAY", "simulated")
+# Days after a payment's first failed attempt on which it is retried.
+# payments.conf validates the entries.
+PAYMENTS_RETRY_SCHEDULE_DAYS = env_list("PAYMENTS_RETRY_SCHEDULE_DAYS", default=["1", "3", "5"])
+# Seconds the simulated gateway takes to charge the token tok_slow.
+PAYMENTS_SIMULATED_SLOW_SECONDS = env_float("PAYMENTS_SIMULATED_SLOW_SECONDS", default=5.0)
+# The retry runner resumes an attempt in processing this long, so the value
+# must exceed the gateway's longest response time.
+PAYMENTS_PROCESSING_STALE_SECONDS = env_int("PAYMENTS_PROCESSING_STALE_SECONDS", default=600)
+
 LOG_FORMAT = os.environ.get("LOG_FORMAT", "plain")
 if LOG_FORMAT not in ("plain", "json"):
     raise ImproperlyConfigured(f"LOG_FORMAT={LOG_FORMAT!r} is not a log format; use plain or json")
@@ -156,4 +168,11 @@ CELERY_BEAT_SCHEDULE = {
         for module in DOMAIN_MODULES
     },
     "purge-published-outbox-rows": {"task": "eventbus.purge_outboxes", "schedule": 24 * 3600.0},
+    # Hourly is fine-grained enough for a retry schedule counted in days.
+    # `expires` drops a tick that waited 50 minutes, as the next one is close.
+    "retry-due-payments": {
+        "task": "payments.retry_due_payments",
+        "schedule": 3600.0,
+        "options": {"expires": 3000},
+    },
 }
