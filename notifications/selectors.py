@@ -1,0 +1,84 @@
+"""Reads of the delivery log, for other modules, the admin, commands and tests."""
+
+from django.db.models import Count, QuerySet
+
+from notifications.errors import NotificationNotFound
+from notifications.models import Notification, NotificationStatus, NotificationTemplate
+
+ALIAS = "notifications"
+
+
+def _notifications() -> QuerySet[Notification]:
+    return Notification.objects.using(ALIAS)
+
+
+def notification_get(*, notification_id: str) -> Notification:
+    """Return one notification. Raises ``NotificationNotFound`` when no row has that id."""
+    try:
+        return _notifications().get(id=notification_id)
+    except (Notification.DoesNotExist, ValueError):
+        raise NotificationNotFound(str(notification_id)) from None
+
+
+def notification_list(
+    *,
+    tenant_id: str | None = None,
+    status: str | None = None,
+    template: str | None = None,
+    source_event_id: str | None = None,
+    customer_id: str | None = None,
+) -> QuerySet[Notification]:
+    """Return notifications matching every filter given, oldest first."""
+    queryset = _notifications()
+    if tenant_id is not None:
+        queryset = queryset.filter(tenant_id=tenant_id)
+    if status is not None:
+        queryset = queryset.filter(status=status)
+    if template is not None:
+        queryset = queryset.filter(template=template)
+    if source_event_id is not None:
+        queryset = queryset.filter(source_event_id=source_event_id)
+    if customer_id is not None:
+        queryset = queryset.filter(customer_id=customer_id)
+    return queryset.order_by("created_at", "id")
+
+
+def emails_sent_count(*, tenant_id: str | None = None) -> int:
+    """Count the notifications whose email was handed to the email backend."""
+    return notification_list(tenant_id=tenant_id, status=NotificationStatus.SENT).count()
+
+
+def notification_counts_by_status(
+    *, tenant_id: str | None = None, template: str | None = None
+) -> dict[str, int]:
+    """Count notifications per status; every status is a key, zero when there are none."""
+    counts = dict.fromkeys(NotificationStatus.values, 0)
+    rows = (
+        notification_list(tenant_id=tenant_id, template=template)
+        .order_by()
+        .values("status")
+        .annotate(count=Count("id"))
+    )
+    for row in rows:
+        counts[row["status"]] = row["count"]
+    return counts
+
+
+def invoice_number_for(*, tenant_id: str, invoice_id: str) -> str | None:
+    """Return the invoice number this module learned from ar.invoice.finalized, or None.
+
+    Payment events carry only the invoice id. The number is known here when
+    the invoice email was recorded first, which is the usual order but not a
+    guaranteed one, since the events come from different streams.
+    """
+    return (
+        _notifications()
+        .filter(
+            tenant_id=tenant_id,
+            invoice_id=invoice_id,
+            template=NotificationTemplate.INVOICE_FINALIZED,
+        )
+        .exclude(invoice_number="")
+        .values_list("invoice_number", flat=True)
+        .first()
+    )

@@ -1,0 +1,322 @@
+"""Record, send and retry customer email notifications.
+
+Exactly one email per event and template:
+
+1. ``notification_create`` inserts the rendered email as a pending row in the
+   transaction of the handler that applied the event. A redelivered event is
+   skipped by the inbox, and a replayed one finds the row (unique on
+   source event and template) and changes nothing.
+2. After that transaction commits, ``notification_send`` claims the row,
+   hands the email to Django's email backend outside any transaction, then
+   marks the row sent or failed in a second short transaction that also
+   appends notifications.notification.sent or .failed to the outbox.
+3. ``notifications_send_pending`` sends the rows left pending, because the
+   process died after the commit of step 1 or during step 2.
+
+NOTE: a customer can get the same email twice in one case only. When the
+process crashes after the email backend accepted the email and before step 2
+marked the row sent, the row stays pending, and ``notifications_send_pending``
+sends it again (with the same Message-ID). Every other failure sends nothing
+or sends once.
+"""
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+from typing import Any
+
+from django.core.exceptions import ValidationError
+from django.core.validators import validate_email
+from django.db import transaction
+from django.db.models import Q
+
+from eventbus.outbox import outbox_append
+from notifications.emails import build_message, render_email
+from notifications.errors import NotificationNotFound, UnknownTemplate
+from notifications.events import (
+    NOTIFICATION_FAILED,
+    NOTIFICATION_SENT,
+    NotificationFailed,
+    NotificationSent,
+)
+from notifications.models import Notification, NotificationStatus, NotificationTemplate
+
+logger = logging.getLogger(__name__)
+
+ALIAS = "notifications"
+AGGREGATE_TYPE = "notification"
+
+# An attempt owns a pending row for this long. Another attempt takes the row
+# over only after that, so the email backend's timeout must be shorter.
+DEFAULT_LEASE_SECONDS = 60
+
+# A row still pending after this many attempts keeps crashing its sender (an
+# attempt that fails cleanly marks it failed at once), so it is marked failed
+# instead of being sent on every pass forever.
+MAX_SEND_ATTEMPTS = 5
+
+# Errors are stored for people to read, so a backend's multi-kilobyte
+# message is cut to this many characters.
+MAX_ERROR_LENGTH = 2000
+
+
+def notification_create(
+    *,
+    tenant_id: str,
+    source_event_id: str,
+    source_event_type: str,
+    correlation_id: str,
+    template: str,
+    customer_id: str,
+    recipient: str,
+    context: dict[str, Any],
+    now: datetime,
+    invoice_id: str = "",
+    invoice_number: str = "",
+) -> tuple[Notification, bool]:
+    """Render ``template`` with ``context`` and record it as one notification of the event.
+
+    Return the notification and whether this call created it. A second call
+    for the same event and template returns the existing row unchanged.
+    A missing or invalid ``recipient`` records the notification as failed
+    and appends notifications.notification.failed; nothing is ever sent for it.
+    The caller sends a pending notification with ``notification_send`` after
+    its transaction commits. Raises ``UnknownTemplate``.
+    """
+    if template not in NotificationTemplate.values:
+        raise UnknownTemplate(template, NotificationTemplate.values)
+
+    with transaction.atomic(using=ALIAS):
+        existing = (
+            Notification.objects.using(ALIAS)
+            .filter(source_event_id=source_event_id, template=template)
+            .first()
+        )
+        if existing is not None:
+            logger.info(
+                "Notification already recorded for this event, skipped",
+                extra={"notification_id": str(existing.id), "event_id": str(source_event_id)},
+            )
+            return existing, False
+
+        rendered = render_email(template, context)
+        error = _recipient_error(customer_id, recipient)
+        notification = Notification.objects.using(ALIAS).create(
+            tenant_id=tenant_id,
+            source_event_id=source_event_id,
+            source_event_type=source_event_type,
+            correlation_id=correlation_id,
+            template=template,
+            customer_id=customer_id,
+            recipient=recipient,
+            invoice_id=invoice_id,
+            invoice_number=invoice_number,
+            subject=rendered.subject,
+            body_text=rendered.body_text,
+            body_html=rendered.body_html,
+            status=NotificationStatus.FAILED if error else NotificationStatus.PENDING,
+            error=error,
+            created_at=now,
+        )
+        if error:
+            logger.warning(
+                "Notification not sent: %s", error, extra=_log_extra(notification)
+            )
+            _append_outcome(notification, now)
+    return notification, True
+
+
+def notification_send(
+    *, notification_id: str, now: datetime, lease_seconds: int = DEFAULT_LEASE_SECONDS
+) -> Notification:
+    """Send one pending notification's email and record the outcome.
+
+    Do nothing when the row is no longer pending, or when another attempt
+    started less than ``lease_seconds`` ago and may still be sending. A
+    backend error marks the row failed with the error; it is not retried.
+    Return the notification as it is afterwards. Raises ``NotificationNotFound``.
+    """
+    notification = _claim(notification_id, now, lease_seconds)
+    if notification is None:
+        return Notification.objects.using(ALIAS).get(id=notification_id)
+
+    message = build_message(
+        notification_id=str(notification.id),
+        recipient=notification.recipient,
+        subject=notification.subject,
+        body_text=notification.body_text,
+        body_html=notification.body_html,
+    )
+    error = ""
+    try:
+        accepted = message.send(fail_silently=False)
+    # Email backends raise many unrelated types: smtplib.SMTPException,
+    # OSError, TimeoutError, ValueError for a bad header, or their own. Each
+    # means the email was not sent, so each is recorded alike.
+    except Exception as exception:  # noqa: BLE001
+        error = f"{type(exception).__name__}: {exception}"
+    else:
+        if accepted != 1:
+            error = f"the email backend accepted {accepted} messages instead of 1"
+
+    return _record_outcome(notification.id, now, error)
+
+
+def notifications_send_pending(*, now: datetime, older_than_seconds: int = 60) -> int:
+    """Send the notifications left pending for at least ``older_than_seconds``; return how many were sent.
+
+    A pending row is one whose email went unsent because its process died
+    after the handler committed, or whose sender died before it recorded the
+    outcome. In the second case this sends the email again, the only case in
+    which a customer receives an email twice. ``older_than_seconds`` must
+    exceed the email backend's timeout, so a send still in progress is not
+    taken over.
+    """
+    if older_than_seconds < 0:
+        raise ValueError(f"older_than_seconds must be 0 or more, got {older_than_seconds}")
+
+    due = _due_for_sending(now, older_than_seconds)
+    sent = 0
+    for notification_id in due:
+        notification = notification_send(
+            notification_id=notification_id, now=now, lease_seconds=older_than_seconds
+        )
+        if notification.status == NotificationStatus.SENT:
+            sent += 1
+    if due:
+        logger.info("Sent %s of %s pending notification(s)", sent, len(due))
+    return sent
+
+
+def _due_for_sending(now: datetime, older_than_seconds: int) -> list[str]:
+    """Return the ids of pending notifications with no attempt in the last ``older_than_seconds``.
+
+    A pending row never attempted is due once it was created that long ago.
+    An attempted one is due once its last attempt started that long ago,
+    because that attempt crashed or is running past its lease.
+    """
+    cutoff = now - timedelta(seconds=older_than_seconds)
+    due = Q(last_attempt_at__isnull=True, created_at__lt=cutoff) | Q(last_attempt_at__lt=cutoff)
+    return [
+        str(notification_id)
+        for notification_id in Notification.objects.using(ALIAS)
+        .filter(due, status=NotificationStatus.PENDING)
+        .order_by("created_at", "id")
+        .values_list("id", flat=True)
+    ]
+
+
+def _recipient_error(customer_id: str, recipient: str) -> str:
+    if not recipient:
+        return f"customer {customer_id} has no email address"
+    try:
+        validate_email(recipient)
+    except ValidationError:
+        return f"customer {customer_id} has an invalid email address {recipient!r}"
+    return ""
+
+
+def _claim(notification_id: str, now: datetime, lease_seconds: int) -> Notification | None:
+    """Count a send attempt on a pending row and return it, or return None if it is not ours to send."""
+    with transaction.atomic(using=ALIAS):
+        notification = (
+            Notification.objects.using(ALIAS).select_for_update().filter(id=notification_id).first()
+        )
+        if notification is None:
+            raise NotificationNotFound(str(notification_id))
+        if notification.status != NotificationStatus.PENDING:
+            return None
+
+        lease_start = now - timedelta(seconds=lease_seconds)
+        if notification.last_attempt_at is not None and notification.last_attempt_at >= lease_start:
+            logger.info(
+                "Notification is being sent by another attempt, skipped",
+                extra=_log_extra(notification),
+            )
+            return None
+
+        if notification.attempts >= MAX_SEND_ATTEMPTS:
+            notification.status = NotificationStatus.FAILED
+            notification.error = (
+                f"gave up after {notification.attempts} send attempts that recorded no outcome; "
+                "the sending process crashed or timed out each time"
+            )
+            notification.version += 1
+            notification.save(update_fields=["status", "error", "version"])
+            logger.warning("Notification not sent: %s", notification.error, extra=_log_extra(notification))
+            _append_outcome(notification, now)
+            return None
+
+        notification.attempts += 1
+        notification.last_attempt_at = now
+        notification.version += 1
+        notification.save(update_fields=["attempts", "last_attempt_at", "version"])
+    return notification
+
+
+def _record_outcome(notification_id, now: datetime, error: str) -> Notification:
+    with transaction.atomic(using=ALIAS):
+        notification = Notification.objects.using(ALIAS).select_for_update().get(id=notification_id)
+        if notification.status != NotificationStatus.PENDING:
+            # Only an attempt that outlived its lease gets here: a later
+            # attempt took the row over and already recorded its outcome.
+            logger.warning(
+                "Notification outcome already recorded by another attempt; this attempt's "
+                "outcome (%s) is dropped",
+                error or "sent",
+                extra=_log_extra(notification),
+            )
+            return notification
+
+        if error:
+            notification.status = NotificationStatus.FAILED
+            notification.error = error[:MAX_ERROR_LENGTH]
+        else:
+            notification.status = NotificationStatus.SENT
+            notification.sent_at = now
+            notification.error = ""
+        notification.version += 1
+        notification.save(update_fields=["status", "error", "sent_at", "version"])
+        _append_outcome(notification, now)
+
+    if error:
+        logger.warning("Sending notification failed: %s", error, extra=_log_extra(notification))
+    else:
+        logger.info("Sent notification", extra=_log_extra(notification))
+    return notification
+
+
+def _append_outcome(notification: Notification, now: datetime) -> None:
+    """Append notifications.notification.sent or .failed for ``notification``'s current status."""
+    common = {
+        "notification_id": str(notification.id),
+        "template": notification.template,
+        "recipient": notification.recipient,
+        "source_event_id": str(notification.source_event_id),
+        "source_event_type": notification.source_event_type,
+    }
+    if notification.status == NotificationStatus.SENT:
+        event_type, payload = NOTIFICATION_SENT, NotificationSent(**common)
+    else:
+        event_type, payload = NOTIFICATION_FAILED, NotificationFailed(**common, error=notification.error)
+    outbox_append(
+        module=ALIAS,
+        event_type=event_type,
+        aggregate_type=AGGREGATE_TYPE,
+        aggregate_id=str(notification.id),
+        aggregate_version=notification.version,
+        tenant_id=notification.tenant_id,
+        payload=payload,
+        occurred_at=now,
+        correlation_id=uuid.UUID(str(notification.correlation_id)),
+        causation_id=uuid.UUID(str(notification.source_event_id)),
+    )
+
+
+def _log_extra(notification: Notification) -> dict[str, str]:
+    return {
+        "notification_id": str(notification.id),
+        "tenant_id": notification.tenant_id,
+        "event_id": str(notification.source_event_id),
+        "template": notification.template,
+    }
