@@ -1,5 +1,77 @@
-"""Events the ar module consumes and how it applies them."""
+"""Events the ar module consumes and how it applies them.
 
+Each handler translates the payload and makes one service call, with the
+envelope's ``occurred_at`` as the service's ``now``. An error propagates, so
+the bus rolls back, retries with backoff and finally dead-letters the event.
+"""
+
+from datetime import date
+
+from ar.errors import InvalidInvoiceRequest
+from ar.services import (
+    InvoiceLineInput,
+    invoice_apply_gateway_payment,
+    invoice_apply_payment_failure,
+    invoice_create_for_billing_period,
+)
+from eventbus.envelope import Envelope
 from eventbus.registry import HandlerRegistry
+from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded
+from subscriptions.events import INVOICE_REQUESTED, InvoiceRequested
 
 registry = HandlerRegistry()
+
+
+@registry.on(INVOICE_REQUESTED)
+def on_invoice_requested(envelope: Envelope, payload: InvoiceRequested) -> None:
+    """Create and finalize the billing period's invoice; a repeated request changes nothing."""
+    line = InvoiceLineInput(
+        description=payload.description,
+        quantity=payload.quantity,
+        unit_amount_minor=payload.unit_amount_minor,
+        amount_minor=payload.amount_minor,
+        period_start=_parse_date(payload.period_start, "period_start"),
+        period_end=_parse_date(payload.period_end, "period_end"),
+    )
+    invoice_create_for_billing_period(
+        tenant_id=envelope.tenant_id,
+        customer_id=payload.customer_id,
+        billing_period_id=payload.billing_period_id,
+        subscription_id=payload.subscription_id,
+        currency=payload.currency,
+        lines=[line],
+        now=envelope.occurred_at,
+    )
+
+
+@registry.on(PAYMENT_SUCCEEDED)
+def on_payment_succeeded(envelope: Envelope, payload: PaymentSucceeded) -> None:
+    """Apply the collected payment to its invoice, once per payment id."""
+    invoice_apply_gateway_payment(
+        tenant_id=envelope.tenant_id,
+        invoice_id=payload.invoice_id,
+        payment_id=payload.payment_id,
+        amount_minor=payload.amount_minor,
+        currency=payload.currency,
+        now=envelope.occurred_at,
+    )
+
+
+@registry.on(PAYMENT_FAILED)
+def on_payment_failed(envelope: Envelope, payload: PaymentFailed) -> None:
+    """Write off the invoice after the final failed attempt; earlier failures change nothing."""
+    invoice_apply_payment_failure(
+        invoice_id=payload.invoice_id,
+        payment_id=payload.payment_id,
+        final=payload.final,
+        now=envelope.occurred_at,
+    )
+
+
+def _parse_date(value: str, field: str) -> date:
+    try:
+        return date.fromisoformat(value)
+    except ValueError:
+        raise InvalidInvoiceRequest(
+            f"{field} {value!r} is not an ISO 8601 date; the requester must send dates such as '2026-01-31'"
+        ) from None

@@ -1,0 +1,204 @@
+"""Reads of the ar module; other modules may call these, never the models.
+
+Every function returns plain values or frozen dataclasses, so no model
+instance leaves the module. Ids are UUID strings; an id that is not a UUID
+finds nothing.
+"""
+
+import uuid
+from dataclasses import dataclass
+from datetime import date, datetime
+
+from django.db.models import Count, Sum
+
+from ar.models import Customer, CustomerCreditEntry, Invoice
+
+ALIAS = "ar"
+
+
+@dataclass(frozen=True)
+class CustomerContact:
+    customer_id: str
+    tenant_id: str
+    external_id: str
+    name: str
+    email: str
+    currency: str
+    collection_method: str
+
+
+@dataclass(frozen=True)
+class InvoiceLineSummary:
+    description: str
+    quantity: int
+    unit_amount_minor: int
+    amount_minor: int
+    period_start: date | None
+    period_end: date | None
+
+
+@dataclass(frozen=True)
+class InvoiceSummary:
+    """An invoice's identity, status and amounts in minor units of ``currency``."""
+
+    invoice_id: str
+    tenant_id: str
+    customer_id: str
+    number: str | None
+    status: str
+    currency: str
+    subtotal_minor: int
+    credit_applied_minor: int
+    total_minor: int
+    amount_paid_minor: int
+    amount_due_minor: int
+    issued_on: date | None
+    due_on: date | None
+    finalized_at: datetime | None
+    paid_at: datetime | None
+    voided_at: datetime | None
+    marked_uncollectible_at: datetime | None
+    subscription_id: str | None
+    billing_period_id: str | None
+    version: int
+    lines: tuple[InvoiceLineSummary, ...]
+
+
+def customer_contact(*, customer_id: str) -> CustomerContact | None:
+    """Return the customer's name, email and billing settings, or None when unknown."""
+    if not _is_uuid(customer_id):
+        return None
+    customer = Customer.objects.using(ALIAS).filter(id=customer_id).first()
+    if customer is None:
+        return None
+    return CustomerContact(
+        customer_id=str(customer.id),
+        tenant_id=customer.tenant_id,
+        external_id=customer.external_id,
+        name=customer.name,
+        email=customer.email,
+        currency=customer.currency,
+        collection_method=customer.collection_method,
+    )
+
+
+def customer_id_for_external_id(*, tenant_id: str, external_id: str) -> str | None:
+    """Return the id of the tenant's customer with ``external_id``, or None."""
+    customer_id = (
+        Customer.objects.using(ALIAS)
+        .filter(tenant_id=tenant_id, external_id=external_id)
+        .values_list("id", flat=True)
+        .first()
+    )
+    return str(customer_id) if customer_id is not None else None
+
+
+def customer_credit_balances(*, customer_id: str) -> dict[str, int]:
+    """Return the customer's credit balance per currency, leaving out currencies at zero."""
+    if not _is_uuid(customer_id):
+        return {}
+    balances = CustomerCreditEntry.objects.using(ALIAS).filter(customer_id=customer_id).balances()
+    return {currency: balance for currency, balance in balances.items() if balance}
+
+
+def invoice_summary(*, invoice_id: str) -> InvoiceSummary | None:
+    """Return the invoice with its lines, or None when unknown."""
+    if not _is_uuid(invoice_id):
+        return None
+    invoice = Invoice.objects.using(ALIAS).prefetch_related("lines").filter(id=invoice_id).first()
+    return _summary(invoice) if invoice is not None else None
+
+
+def invoice_summary_for_billing_period(*, billing_period_id: str) -> InvoiceSummary | None:
+    """Return the invoice of a billing period, or None when the period has none yet."""
+    if not _is_uuid(billing_period_id):
+        return None
+    invoice = (
+        Invoice.objects.using(ALIAS)
+        .prefetch_related("lines")
+        .filter(billing_period_id=billing_period_id)
+        .first()
+    )
+    return _summary(invoice) if invoice is not None else None
+
+
+def invoice_summaries(
+    *, tenant_id: str, customer_id: str | None = None, status: str | None = None
+) -> list[InvoiceSummary]:
+    """Return the tenant's invoices, newest first, optionally of one customer or status."""
+    invoices = Invoice.objects.using(ALIAS).prefetch_related("lines").filter(tenant_id=tenant_id)
+    if customer_id is not None:
+        if not _is_uuid(customer_id):
+            return []
+        invoices = invoices.filter(customer_id=customer_id)
+    if status is not None:
+        invoices = invoices.filter(status=status)
+    return [_summary(invoice) for invoice in invoices.order_by("-created_at", "id")]
+
+
+def invoice_totals_by_status(*, tenant_id: str | None = None) -> dict[str, dict[str, dict[str, int]]]:
+    """Return the count and summed ``total_minor`` of invoices per status and currency.
+
+    Shape: ``{"open": {"USD": {"count": 2, "amount_minor": 5970}}}``. Only
+    statuses and currencies that have invoices appear. Without ``tenant_id``
+    every tenant is counted.
+    """
+    invoices = Invoice.objects.using(ALIAS).all()
+    if tenant_id is not None:
+        invoices = invoices.filter(tenant_id=tenant_id)
+    rows = (
+        invoices.values("status", "currency")
+        .annotate(count=Count("id"), amount_minor=Sum("total_minor"))
+        .order_by("status", "currency")
+    )
+    totals: dict[str, dict[str, dict[str, int]]] = {}
+    for row in rows:
+        totals.setdefault(row["status"], {})[row["currency"]] = {
+            "count": row["count"],
+            "amount_minor": row["amount_minor"],
+        }
+    return totals
+
+
+def _summary(invoice: Invoice) -> InvoiceSummary:
+    return InvoiceSummary(
+        invoice_id=str(invoice.id),
+        tenant_id=invoice.tenant_id,
+        customer_id=str(invoice.customer_id),
+        number=invoice.number,
+        status=invoice.status,
+        currency=invoice.currency,
+        subtotal_minor=invoice.subtotal_minor,
+        credit_applied_minor=invoice.credit_applied_minor,
+        total_minor=invoice.total_minor,
+        amount_paid_minor=invoice.amount_paid_minor,
+        amount_due_minor=invoice.amount_due_minor,
+        issued_on=invoice.issued_on,
+        due_on=invoice.due_on,
+        finalized_at=invoice.finalized_at,
+        paid_at=invoice.paid_at,
+        voided_at=invoice.voided_at,
+        marked_uncollectible_at=invoice.marked_uncollectible_at,
+        subscription_id=str(invoice.subscription_id) if invoice.subscription_id else None,
+        billing_period_id=str(invoice.billing_period_id) if invoice.billing_period_id else None,
+        version=invoice.version,
+        lines=tuple(
+            InvoiceLineSummary(
+                description=line.description,
+                quantity=line.quantity,
+                unit_amount_minor=line.unit_amount_minor,
+                amount_minor=line.amount_minor,
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+            for line in invoice.lines.all()
+        ),
+    )
+
+
+def _is_uuid(value) -> bool:
+    try:
+        uuid.UUID(str(value))
+    except ValueError:
+        return False
+    return True

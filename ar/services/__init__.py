@@ -1,0 +1,31 @@
+"""Write operations of the ar module; each runs in one transaction on the ``ar`` alias."""
+
+from ar.services.customers import customer_credit_grant, customer_upsert, customer_validate
+from ar.services.invoices import (
+    InvoiceLineInput,
+    invoice_apply_payment_failure,
+    invoice_create_for_billing_period,
+    invoice_mark_uncollectible,
+    invoice_void,
+)
+from ar.services.numbering import format_invoice_number
+from ar.services.payment_application import (
+    invoice_apply_gateway_payment,
+    invoice_record_offline_payment,
+)
+from ar.services.publishing import collection_idempotency_key
+
+__all__ = [
+    "InvoiceLineInput",
+    "collection_idempotency_key",
+    "customer_credit_grant",
+    "customer_upsert",
+    "customer_validate",
+    "format_invoice_number",
+    "invoice_apply_gateway_payment",
+    "invoice_apply_payment_failure",
+    "invoice_create_for_billing_period",
+    "invoice_mark_uncollectible",
+    "invoice_record_offline_payment",
+    "invoice_void",
+]

@@ -1,0 +1,359 @@
+"""Create, finalize, void and write off invoices.
+
+An invoice from a billing period is created and finalized in one
+transaction: the lines are written, customer credit is applied, the tenant's
+next number is allocated and the outgoing events are appended to the outbox.
+See ``ar.totals`` for the arithmetic and ``ar.services.numbering`` for the
+number format.
+"""
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+
+from django.db import transaction
+
+from ar import totals
+from ar.errors import InvalidInvoiceRequest, InvoiceStateConflict
+from ar.models import (
+    CollectionMethod,
+    CreditReason,
+    Customer,
+    CustomerCreditEntry,
+    Invoice,
+    InvoiceLine,
+    InvoiceStatus,
+)
+from ar.services import publishing
+from ar.services.common import (
+    ALIAS,
+    canonical_uuid,
+    check_currency,
+    check_tenant_id,
+    check_text,
+    is_whole_number,
+    lock_customer,
+    lock_invoice,
+    require_aware,
+    save_invoice_change,
+)
+from ar.services.numbering import invoice_number_allocate
+
+logger = logging.getLogger(__name__)
+
+# The maximum quantity of an InvoiceLine, the range of a PostgreSQL integer column.
+MAX_QUANTITY = 2**31 - 1
+
+
+@dataclass(frozen=True)
+class InvoiceLineInput:
+    """One line item to invoice; ``period_start``/``period_end`` is the half-open period billed."""
+
+    description: str
+    quantity: int
+    unit_amount_minor: int
+    period_start: date | None = None
+    period_end: date | None = None
+    # The amount the requester computed, when it sent one; it must equal
+    # quantity * unit_amount_minor, so a disagreement is caught, not billed.
+    amount_minor: int | None = None
+
+
+def invoice_create_for_billing_period(
+    *,
+    tenant_id: str,
+    customer_id: str,
+    billing_period_id: str,
+    subscription_id: str | None,
+    currency: str,
+    lines: Sequence[InvoiceLineInput],
+    now: datetime,
+) -> tuple[Invoice, bool]:
+    """Create and finalize the one invoice of ``billing_period_id``.
+
+    Return the invoice and True, or, when the billing period already has an
+    invoice, that invoice and False with nothing changed. The new invoice
+    consumes the customer's credit in ``currency``, gets the tenant's next
+    number and is issued on ``now``'s UTC date, due ``payment_terms_days``
+    later. Appends ``ar.invoice.finalized``, then ``ar.invoice.paid`` when
+    nothing is due, or ``ar.payment.collection.requested`` when the customer
+    is charged automatically.
+
+    Raise ``InvalidInvoiceRequest`` for an invalid value and
+    ``CustomerNotFound`` when the customer is not one of the tenant's,
+    writing nothing.
+    """
+    require_aware(now)
+    tenant_id = check_tenant_id(tenant_id, InvalidInvoiceRequest)
+    customer_id = canonical_uuid(customer_id, "customer id", InvalidInvoiceRequest)
+    billing_period_id = canonical_uuid(billing_period_id, "billing period id", InvalidInvoiceRequest)
+    if subscription_id is not None:
+        subscription_id = canonical_uuid(subscription_id, "subscription id", InvalidInvoiceRequest)
+    currency = check_currency(currency, InvalidInvoiceRequest)
+    line_rows = _build_lines(lines)
+    try:
+        subtotal_minor = totals.subtotal(line.amount_minor for line in line_rows)
+    except OverflowError as error:
+        raise InvalidInvoiceRequest(f"{error}; split the billing period into several invoices") from None
+
+    with transaction.atomic(using=ALIAS):
+        customer = lock_customer(customer_id=customer_id, tenant_id=tenant_id)
+        existing = Invoice.objects.using(ALIAS).filter(billing_period_id=billing_period_id).first()
+        if existing is not None:
+            logger.info(
+                "Billing period %s already has invoice %s; nothing to do",
+                billing_period_id,
+                existing.number,
+                extra={"tenant_id": tenant_id, "invoice_id": str(existing.id)},
+            )
+            return existing, False
+
+        invoice = Invoice.objects.using(ALIAS).create(
+            tenant_id=tenant_id,
+            customer=customer,
+            subscription_id=subscription_id,
+            billing_period_id=billing_period_id,
+            status=InvoiceStatus.DRAFT,
+            currency=currency,
+            subtotal_minor=subtotal_minor,
+            total_minor=subtotal_minor,
+            amount_due_minor=subtotal_minor,
+            created_at=now,
+            updated_at=now,
+        )
+        for line in line_rows:
+            line.invoice = invoice
+        InvoiceLine.objects.using(ALIAS).bulk_create(line_rows)
+        _finalize(invoice=invoice, customer=customer, lines=line_rows, now=now)
+
+    logger.info(
+        "Finalized invoice %s for billing period %s: %s %s due",
+        invoice.number,
+        billing_period_id,
+        invoice.amount_due_minor,
+        invoice.currency,
+        extra={"tenant_id": tenant_id, "invoice_id": str(invoice.id)},
+    )
+    return invoice, True
+
+
+def invoice_void(*, invoice_id: str, now: datetime) -> Invoice:
+    """Void an open invoice and append ``ar.invoice.voided``.
+
+    The credit the invoice consumed and any partial payments on it return to
+    the customer's credit balance. Raise ``InvoiceNotFound``, or
+    ``InvoiceStateConflict`` when the invoice is not open, writing nothing.
+    """
+    require_aware(now)
+    with transaction.atomic(using=ALIAS):
+        invoice, customer = lock_invoice(invoice_id=invoice_id)
+        if invoice.status != InvoiceStatus.OPEN:
+            raise InvoiceStateConflict(
+                f"invoice {invoice.number or invoice.id} is {invoice.status}; only an open invoice "
+                "can be voided"
+            )
+
+        returned_minor = invoice.credit_applied_minor + invoice.amount_paid_minor
+        if returned_minor:
+            CustomerCreditEntry.objects.using(ALIAS).create(
+                customer=customer,
+                currency=invoice.currency,
+                amount_minor=returned_minor,
+                reason=CreditReason.RETURNED_FROM_VOIDED_INVOICE,
+                invoice=invoice,
+                created_at=now,
+            )
+        invoice.status = InvoiceStatus.VOID
+        invoice.voided_at = now
+        save_invoice_change(invoice, now, ["status", "voided_at"])
+        publishing.publish(invoice_events=[publishing.voided_event(invoice=invoice)], now=now)
+
+    logger.info(
+        "Voided invoice %s; %s %s returned as credit",
+        invoice.number,
+        returned_minor,
+        invoice.currency,
+        extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
+    )
+    return invoice
+
+
+def invoice_mark_uncollectible(*, invoice_id: str, now: datetime) -> Invoice:
+    """Write off an open invoice as uncollectible and append ``ar.invoice.marked_uncollectible``.
+
+    A later payment still settles it. Raise ``InvoiceNotFound``, or
+    ``InvoiceStateConflict`` when the invoice is not open, writing nothing.
+    """
+    require_aware(now)
+    with transaction.atomic(using=ALIAS):
+        invoice, customer = lock_invoice(invoice_id=invoice_id)
+        if invoice.status != InvoiceStatus.OPEN:
+            raise InvoiceStateConflict(
+                f"invoice {invoice.number or invoice.id} is {invoice.status}; only an open invoice "
+                "can be marked uncollectible"
+            )
+        _mark_uncollectible(invoice=invoice, customer=customer, now=now)
+    return invoice
+
+
+def invoice_apply_payment_failure(
+    *, invoice_id: str, payment_id: str, final: bool, now: datetime
+) -> tuple[Invoice, bool]:
+    """Apply a failed collection attempt to its invoice; return the invoice and whether it changed.
+
+    Only a final failure of an open invoice changes it: the invoice becomes
+    uncollectible. A failure the gateway retries changes nothing, and a final
+    failure that arrives after the invoice was paid, voided or already written
+    off is stale and ignored. Raise ``InvoiceNotFound``.
+    """
+    require_aware(now)
+    with transaction.atomic(using=ALIAS):
+        invoice, customer = lock_invoice(invoice_id=invoice_id)
+        log_extra = {
+            "tenant_id": invoice.tenant_id,
+            "invoice_id": str(invoice.id),
+            "payment_id": payment_id,
+        }
+        if not final:
+            logger.info(
+                "Payment %s for invoice %s failed and will be retried; invoice unchanged",
+                payment_id, invoice.number, extra=log_extra,
+            )
+            return invoice, False
+        if invoice.status != InvoiceStatus.OPEN:
+            logger.info(
+                "Ignored final failure of payment %s: invoice %s is already %s",
+                payment_id, invoice.number, invoice.status, extra=log_extra,
+            )
+            return invoice, False
+        _mark_uncollectible(invoice=invoice, customer=customer, now=now)
+    return invoice, True
+
+
+def _build_lines(lines: Sequence[InvoiceLineInput]) -> list[InvoiceLine]:
+    """Validate ``lines`` and return unsaved ``InvoiceLine`` rows with their amounts."""
+    if isinstance(lines, str | bytes) or not isinstance(lines, Sequence) or not lines:
+        raise InvalidInvoiceRequest("an invoice needs at least one line; pass a list of InvoiceLineInput")
+
+    rows = []
+    for position, line in enumerate(lines, start=1):
+        line_label = f"line {position}"
+        if not isinstance(line, InvoiceLineInput):
+            raise InvalidInvoiceRequest(f"{line_label} is a {type(line).__name__}; pass an InvoiceLineInput")
+        description = check_text(line.description, f"{line_label} description", 500, InvalidInvoiceRequest)
+        if not is_whole_number(line.quantity) or not 1 <= line.quantity <= MAX_QUANTITY:
+            raise InvalidInvoiceRequest(
+                f"{line_label} quantity {line.quantity!r} is invalid; use a whole number from 1 to {MAX_QUANTITY}"
+            )
+        if not is_whole_number(line.unit_amount_minor) or line.unit_amount_minor < 0:
+            raise InvalidInvoiceRequest(
+                f"{line_label} unit amount {line.unit_amount_minor!r} is invalid; use a whole number "
+                "of minor units, 0 or more (grant credit instead of a negative line)"
+            )
+        _check_period(line, line_label)
+        try:
+            amount_minor = totals.line_amount(quantity=line.quantity, unit_amount_minor=line.unit_amount_minor)
+        except OverflowError as error:
+            raise InvalidInvoiceRequest(f"{line_label}: {error}; lower the quantity or unit amount") from None
+        if line.amount_minor is not None and line.amount_minor != amount_minor:
+            raise InvalidInvoiceRequest(
+                f"{line_label} amount {line.amount_minor!r} does not match quantity {line.quantity} * "
+                f"unit amount {line.unit_amount_minor} = {amount_minor}; fix the amount the requester sent"
+            )
+        rows.append(
+            InvoiceLine(
+                position=position,
+                description=description,
+                quantity=line.quantity,
+                unit_amount_minor=line.unit_amount_minor,
+                amount_minor=amount_minor,
+                period_start=line.period_start,
+                period_end=line.period_end,
+            )
+        )
+    return rows
+
+
+def _check_period(line: InvoiceLineInput, line_label: str) -> None:
+    for name in ("period_start", "period_end"):
+        value = getattr(line, name)
+        # datetime is a subclass of date, but a line period is whole days.
+        if value is not None and (not isinstance(value, date) or isinstance(value, datetime)):
+            raise InvalidInvoiceRequest(f"{line_label} {name} {value!r} is not a date; pass a datetime.date")
+    if (line.period_start is None) != (line.period_end is None):
+        raise InvalidInvoiceRequest(
+            f"{line_label} has only one of period_start and period_end; give both or neither"
+        )
+    if line.period_start is not None and line.period_start >= line.period_end:
+        raise InvalidInvoiceRequest(
+            f"{line_label} period {line.period_start.isoformat()} to {line.period_end.isoformat()} is empty; "
+            "period_end must be after period_start (the end date is not billed)"
+        )
+
+
+def _finalize(*, invoice: Invoice, customer: Customer, lines: list[InvoiceLine], now: datetime) -> None:
+    """Apply credit, number, issue and open a draft, then settle it when nothing is due.
+
+    Runs inside the caller's transaction with the customer row locked.
+    """
+    credit_entries = CustomerCreditEntry.objects.using(ALIAS).filter(customer=customer)
+    credit_applied_minor = totals.credit_to_apply(
+        credit_balance_minor=credit_entries.balance(invoice.currency),
+        subtotal_minor=invoice.subtotal_minor,
+    )
+    if credit_applied_minor:
+        CustomerCreditEntry.objects.using(ALIAS).create(
+            customer=customer,
+            currency=invoice.currency,
+            amount_minor=-credit_applied_minor,
+            reason=CreditReason.APPLIED_TO_INVOICE,
+            invoice=invoice,
+            created_at=now,
+        )
+
+    invoice.credit_applied_minor = credit_applied_minor
+    invoice.amount_due_minor = totals.amount_due(
+        total_minor=invoice.total_minor,
+        credit_applied_minor=credit_applied_minor,
+        amount_paid_minor=invoice.amount_paid_minor,
+    )
+    invoice.number = invoice_number_allocate(tenant_id=invoice.tenant_id)
+    invoice.status = InvoiceStatus.OPEN
+    invoice.issued_on = now.astimezone(UTC).date()
+    invoice.due_on = invoice.issued_on + timedelta(days=customer.payment_terms_days)
+    invoice.finalized_at = now
+    save_invoice_change(
+        invoice,
+        now,
+        ["credit_applied_minor", "amount_due_minor", "number", "status", "issued_on", "due_on", "finalized_at"],
+    )
+    outgoing = [publishing.finalized_event(invoice=invoice, customer=customer, lines=lines)]
+
+    if invoice.amount_due_minor == 0:
+        # Credit (or a zero price) covered everything, so there is nothing to collect.
+        invoice.status = InvoiceStatus.PAID
+        invoice.paid_at = now
+        save_invoice_change(invoice, now, ["status", "paid_at"])
+        outgoing.append(publishing.paid_event(invoice=invoice, customer=customer, payment_id=None))
+    elif customer.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY:
+        outgoing.append(publishing.collection_requested_event(invoice=invoice))
+
+    publishing.publish(invoice_events=outgoing, now=now)
+
+
+def _mark_uncollectible(*, invoice: Invoice, customer: Customer, now: datetime) -> None:
+    invoice.status = InvoiceStatus.UNCOLLECTIBLE
+    invoice.marked_uncollectible_at = now
+    save_invoice_change(invoice, now, ["status", "marked_uncollectible_at"])
+    publishing.publish(
+        invoice_events=[publishing.marked_uncollectible_event(invoice=invoice, customer=customer)],
+        now=now,
+    )
+    logger.info(
+        "Marked invoice %s uncollectible with %s %s due",
+        invoice.number,
+        invoice.amount_due_minor,
+        invoice.currency,
+        extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
+    )
