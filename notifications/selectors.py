@@ -1,5 +1,6 @@
 """Reads of the delivery log, for other modules, the admin, commands and tests."""
 
+from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 
 from notifications.errors import NotificationNotFound
@@ -16,7 +17,7 @@ def notification_get(*, notification_id: str) -> Notification:
     """Return one notification. Raises ``NotificationNotFound`` when no row has that id."""
     try:
         return _notifications().get(id=notification_id)
-    except (Notification.DoesNotExist, ValueError):
+    except (Notification.DoesNotExist, ValidationError):
         raise NotificationNotFound(str(notification_id)) from None
 
 

@@ -1,0 +1,340 @@
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import connections
+
+from eventbus.envelope import Envelope
+from notifications import contexts
+from notifications.errors import NotificationNotFound, UnknownTemplate
+from notifications.models import Notification, NotificationStatus, OutboxEvent
+from notifications.services import (
+    MAX_SEND_ATTEMPTS,
+    notification_create,
+    notification_send,
+    notifications_send_pending,
+)
+from notifications.tests.factories import (
+    OCCURRED_AT,
+    TENANT_ID,
+    NotificationFactory,
+    SubscriptionCanceledFactory,
+)
+from tests.support import free_port
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+ALIAS = "notifications"
+NOW = OCCURRED_AT + timedelta(minutes=5)
+
+
+def notifications():
+    return Notification.objects.using(ALIAS)
+
+
+def outbox(event_type: str):
+    return OutboxEvent.objects.using(ALIAS).filter(event_type=event_type)
+
+
+def published_payload(row: OutboxEvent) -> dict:
+    return Envelope.from_json(row.body.encode()).payload
+
+
+@pytest.fixture
+def unreachable_smtp(settings):
+    """An SMTP backend pointed at a loopback port where nothing listens."""
+    settings.EMAIL_BACKEND = "django.core.mail.backends.smtp.EmailBackend"
+    settings.EMAIL_HOST = "127.0.0.1"
+    settings.EMAIL_PORT = free_port()
+    settings.EMAIL_TIMEOUT = 5
+
+
+def create(**overrides):
+    payload = SubscriptionCanceledFactory()
+    fields = {
+        "tenant_id": TENANT_ID,
+        "source_event_id": str(uuid.uuid4()),
+        "source_event_type": "subscriptions.subscription.canceled",
+        "correlation_id": str(uuid.uuid4()),
+        "template": "subscription_canceled",
+        "customer_id": payload.customer_id,
+        "recipient": "grace@example.com",
+        "context": contexts.subscription_canceled_context(payload, customer_name="Grace Hopper"),
+        "now": OCCURRED_AT,
+    }
+    return notification_create(**{**fields, **overrides})
+
+
+class TestNotificationCreate:
+    def test_records_rendered_pending_email(self, mailoutbox):
+        notification, created = create()
+
+        assert created is True
+        assert notification.status == NotificationStatus.PENDING
+        assert notification.subject == "Your Pro Monthly subscription is canceled"
+        assert notification.body_text.startswith("Hello Grace Hopper,\n")
+        assert "<strong>Pro Monthly</strong>" in notification.body_html
+        assert notification.attempts == 0
+        assert notification.version == 1
+        assert notification.created_at == OCCURRED_AT
+        assert mailoutbox == []
+        assert not OutboxEvent.objects.using(ALIAS).exists()
+
+    def test_same_event_and_template_recorded_once(self):
+        first, _ = create(source_event_id="8a1c3a9e-2f51-4b0e-9a57-52f1f1d0c001")
+
+        second, created = create(
+            source_event_id="8a1c3a9e-2f51-4b0e-9a57-52f1f1d0c001", recipient="other@example.com"
+        )
+
+        assert created is False
+        assert second.id == first.id
+        assert second.recipient == "grace@example.com"
+        assert notifications().count() == 1
+
+    def test_same_event_other_template_recorded(self):
+        source_event_id = str(uuid.uuid4())
+        create(source_event_id=source_event_id)
+
+        _, created = create(
+            source_event_id=source_event_id,
+            template="payment_receipt",
+            context={"customer_name": "Grace", "amount": "1.00 USD"},
+        )
+
+        assert created is True
+        assert notifications().filter(source_event_id=source_event_id).count() == 2
+
+    def test_missing_recipient_recorded_failed(self, mailoutbox):
+        notification, created = create(recipient="", customer_id="cus-7")
+
+        assert created is True
+        assert notification.status == NotificationStatus.FAILED
+        assert notification.error == "customer cus-7 has no email address"
+        assert mailoutbox == []
+        payload = published_payload(outbox("notifications.notification.failed").get())
+        assert payload == {
+            "notification_id": str(notification.id),
+            "template": "subscription_canceled",
+            "recipient": "",
+            "source_event_id": notification.source_event_id,
+            "source_event_type": "subscriptions.subscription.canceled",
+            "error": "customer cus-7 has no email address",
+        }
+
+    def test_invalid_recipient_recorded_failed(self):
+        notification, _ = create(recipient="grace@", customer_id="cus-7")
+
+        assert notification.status == NotificationStatus.FAILED
+        assert notification.error == "customer cus-7 has an invalid email address 'grace@'"
+        assert outbox("notifications.notification.failed").count() == 1
+
+    def test_unknown_template_rejected(self):
+        with pytest.raises(UnknownTemplate) as raised:
+            create(template="welcome")
+
+        assert raised.value.code == "unknown_template"
+        assert str(raised.value) == (
+            "template 'welcome' is unknown; use one of invoice_finalized, payment_receipt, "
+            "payment_failed, subscription_canceled"
+        )
+        assert not notifications().exists()
+        assert not OutboxEvent.objects.using(ALIAS).exists()
+
+
+class TestNotificationSend:
+    def test_sends_and_marks_sent(self, mailoutbox):
+        pending = NotificationFactory()
+
+        notification = notification_send(notification_id=str(pending.id), now=NOW)
+
+        assert notification.status == NotificationStatus.SENT
+        assert notification.sent_at == NOW
+        assert notification.last_attempt_at == NOW
+        assert notification.attempts == 1
+        assert notification.version == 3
+        assert len(mailoutbox) == 1
+        assert mailoutbox[0].to == ["grace@example.com"]
+        assert mailoutbox[0].subject == "Receipt for your payment of 49.70 USD"
+        assert mailoutbox[0].body == "Hello Grace Hopper,\n"
+        assert mailoutbox[0].alternatives[0][0] == "<p>Hello Grace Hopper,</p>"
+        assert mailoutbox[0].extra_headers["X-Billing-Notification-Id"] == str(pending.id)
+        row = outbox("notifications.notification.sent").get()
+        assert row.aggregate_version == 3
+        assert published_payload(row) == {
+            "notification_id": str(pending.id),
+            "template": "payment_receipt",
+            "recipient": "grace@example.com",
+            "source_event_id": str(pending.source_event_id),
+            "source_event_type": "payments.payment.succeeded",
+        }
+
+    def test_failing_backend_marks_failed(self, unreachable_smtp, mailoutbox):
+        pending = NotificationFactory()
+
+        notification = notification_send(notification_id=str(pending.id), now=NOW)
+
+        assert notification.status == NotificationStatus.FAILED
+        assert notification.error == "ConnectionRefusedError: [Errno 111] Connection refused"
+        assert notification.sent_at is None
+        assert notification.attempts == 1
+        assert mailoutbox == []
+        payload = published_payload(outbox("notifications.notification.failed").get())
+        assert payload["error"] == "ConnectionRefusedError: [Errno 111] Connection refused"
+        assert payload["notification_id"] == str(pending.id)
+        assert not outbox("notifications.notification.sent").exists()
+
+    def test_sent_notification_not_sent_again(self, mailoutbox):
+        pending = NotificationFactory()
+        notification_send(notification_id=str(pending.id), now=NOW)
+
+        notification = notification_send(notification_id=str(pending.id), now=NOW + timedelta(hours=1))
+
+        assert notification.sent_at == NOW
+        assert notification.attempts == 1
+        assert len(mailoutbox) == 1
+        assert outbox("notifications.notification.sent").count() == 1
+
+    def test_failed_notification_not_retried(self, mailoutbox):
+        failed = NotificationFactory(status=NotificationStatus.FAILED, error="customer cus-7 has no email address")
+
+        notification = notification_send(notification_id=str(failed.id), now=NOW)
+
+        assert notification.status == NotificationStatus.FAILED
+        assert notification.attempts == 0
+        assert mailoutbox == []
+        assert not OutboxEvent.objects.using(ALIAS).exists()
+
+    def test_attempt_in_progress_skipped(self, mailoutbox):
+        claimed = NotificationFactory(attempts=1, last_attempt_at=NOW - timedelta(seconds=30), version=2)
+
+        notification = notification_send(notification_id=str(claimed.id), now=NOW)
+
+        assert notification.status == NotificationStatus.PENDING
+        assert notification.attempts == 1
+        assert notification.version == 2
+        assert mailoutbox == []
+
+    def test_attempts_exhausted_marked_failed(self, mailoutbox):
+        stuck = NotificationFactory(attempts=MAX_SEND_ATTEMPTS, last_attempt_at=NOW - timedelta(hours=1))
+
+        notification = notification_send(notification_id=str(stuck.id), now=NOW)
+
+        assert notification.status == NotificationStatus.FAILED
+        assert notification.error == (
+            "gave up after 5 send attempts that recorded no outcome; the sending process crashed "
+            "or timed out each time"
+        )
+        assert notification.attempts == MAX_SEND_ATTEMPTS
+        assert mailoutbox == []
+        assert outbox("notifications.notification.failed").count() == 1
+
+    def test_unknown_id_raises(self):
+        missing = "0f5b7c9e-1111-4222-8333-944455556666"
+
+        with pytest.raises(NotificationNotFound) as raised:
+            notification_send(notification_id=missing, now=NOW)
+
+        assert raised.value.code == "notification_not_found"
+        assert str(raised.value) == f"notification {missing} not found"
+        assert not OutboxEvent.objects.using(ALIAS).exists()
+
+
+class TestNotificationsSendPending:
+    def test_sends_old_pending_only(self, mailoutbox):
+        old = NotificationFactory(created_at=NOW - timedelta(seconds=61))
+        young = NotificationFactory(created_at=NOW - timedelta(seconds=59))
+        NotificationFactory(
+            created_at=NOW - timedelta(hours=1), status=NotificationStatus.SENT, sent_at=NOW - timedelta(hours=1)
+        )
+        NotificationFactory(created_at=NOW - timedelta(hours=1), status=NotificationStatus.FAILED, error="x")
+
+        sent = notifications_send_pending(now=NOW, older_than_seconds=60)
+
+        assert sent == 1
+        assert len(mailoutbox) == 1
+        assert mailoutbox[0].extra_headers["X-Billing-Notification-Id"] == str(old.id)
+        assert notifications().get(id=old.id).status == NotificationStatus.SENT
+        assert notifications().get(id=young.id).status == NotificationStatus.PENDING
+        assert outbox("notifications.notification.sent").count() == 1
+
+    def test_resends_after_crash_between_send_and_mark(self, mailoutbox):
+        # What a crash after the backend accepted the email leaves behind:
+        # one attempt counted, the row still pending.
+        crashed = NotificationFactory(attempts=1, last_attempt_at=NOW - timedelta(minutes=2), version=2)
+
+        sent = notifications_send_pending(now=NOW, older_than_seconds=60)
+
+        assert sent == 1
+        assert len(mailoutbox) == 1
+        notification = notifications().get(id=crashed.id)
+        assert notification.status == NotificationStatus.SENT
+        assert notification.attempts == 2
+        assert notification.version == 4
+
+    def test_skips_recent_attempt(self, mailoutbox):
+        NotificationFactory(
+            created_at=NOW - timedelta(hours=1), attempts=1, last_attempt_at=NOW - timedelta(seconds=10)
+        )
+
+        sent = notifications_send_pending(now=NOW, older_than_seconds=60)
+
+        assert sent == 0
+        assert mailoutbox == []
+
+    def test_second_sweep_sends_nothing(self, mailoutbox):
+        NotificationFactory(created_at=NOW - timedelta(minutes=2))
+        notifications_send_pending(now=NOW)
+
+        sent = notifications_send_pending(now=NOW + timedelta(minutes=5))
+
+        assert sent == 0
+        assert len(mailoutbox) == 1
+
+    def test_failing_backend_counts_nothing_sent(self, unreachable_smtp, mailoutbox):
+        pending = NotificationFactory(created_at=NOW - timedelta(minutes=2))
+
+        sent = notifications_send_pending(now=NOW)
+
+        assert sent == 0
+        assert notifications().get(id=pending.id).status == NotificationStatus.FAILED
+        assert outbox("notifications.notification.failed").count() == 1
+
+    def test_negative_age_rejected(self):
+        NotificationFactory(created_at=NOW - timedelta(minutes=2))
+
+        with pytest.raises(ValueError) as raised:
+            notifications_send_pending(now=NOW, older_than_seconds=-1)
+
+        assert str(raised.value) == "older_than_seconds must be 0 or more, got -1"
+        assert notifications().get().attempts == 0
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestConcurrentSends:
+    def test_same_notification_sent_once(self, mailoutbox):
+        pending = NotificationFactory(created_at=NOW - timedelta(minutes=2))
+        barrier = threading.Barrier(4)
+        errors = []
+
+        def send():
+            try:
+                barrier.wait(timeout=10)
+                notification_send(notification_id=str(pending.id), now=NOW)
+            except Exception as error:  # noqa: BLE001 - reported by the assert below
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=send) for _ in range(4)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert errors == []
+        assert len(mailoutbox) == 1
+        notification = notifications().get()
+        assert notification.status == NotificationStatus.SENT
+        assert notification.attempts == 1
+        assert outbox("notifications.notification.sent").count() == 1
