@@ -1,0 +1,323 @@
+"""ar's handlers, fed through eventbus.consumer.deliver as every bus backend feeds them."""
+
+import uuid
+from datetime import timedelta
+
+import pytest
+from django.db import transaction
+
+from ar.events import (
+    INVOICE_FINALIZED,
+    INVOICE_MARKED_UNCOLLECTIBLE,
+    INVOICE_PAID,
+    PAYMENT_COLLECTION_REQUESTED,
+)
+from ar.models import DeadLetter, Invoice, InvoiceStatus, ProcessedEvent
+from ar.tests.factories import (
+    NOW,
+    CustomerFactory,
+    InvoiceRequestedFactory,
+    PaymentFailedFactory,
+    PaymentSucceededFactory,
+)
+from ar.tests.support import deliver_envelope, envelope_for, published, row_counts
+from eventbus.backends import get_bus, reset_bus
+from eventbus.consumer import Disposition
+from eventbus.models import DeadLetterReason
+from eventbus.outbox import outbox_append
+from eventbus.relay import relay_outbox
+from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED
+from subscriptions.events import INVOICE_REQUESTED
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+
+
+def request_invoice(customer, **payload_fields):
+    """Deliver one invoice request for ``customer`` and return its envelope and the result."""
+    payload = InvoiceRequestedFactory(customer_id=str(customer.id), **payload_fields)
+    envelope = envelope_for(
+        INVOICE_REQUESTED, payload, tenant_id=customer.tenant_id, aggregate_type="subscription",
+        aggregate_id=payload.subscription_id,
+    )
+    return envelope, deliver_envelope(envelope)
+
+
+def invoice_of(envelope):
+    return Invoice.objects.using("ar").get(billing_period_id=envelope.payload["billing_period_id"])
+
+
+class TestInvoiceRequested:
+    def test_request_finalizes_invoice_and_publishes(self):
+        customer = CustomerFactory(name="Ada Lovelace", email="ada@example.com")
+
+        envelope, result = request_invoice(customer)
+
+        assert result.disposition is Disposition.ACK
+        invoice = invoice_of(envelope)
+        assert invoice.status == InvoiceStatus.OPEN
+        assert invoice.number == "ACME-000001"
+        assert invoice.total_minor == 2985
+        assert invoice.finalized_at == envelope.occurred_at
+        assert str(invoice.subscription_id) == envelope.payload["subscription_id"]
+        finalized, collection = published()
+        assert finalized["event_type"] == INVOICE_FINALIZED.name
+        assert finalized["correlation_id"] == str(envelope.correlation_id)
+        assert finalized["causation_id"] == str(envelope.event_id)
+        assert finalized["payload"] == {
+            "invoice_id": str(invoice.id),
+            "invoice_number": "ACME-000001",
+            "customer_id": str(customer.id),
+            "customer_name": "Ada Lovelace",
+            "customer_email": "ada@example.com",
+            "collection_method": "charge_automatically",
+            "currency": "USD",
+            "subtotal_minor": 2985,
+            "credit_applied_minor": 0,
+            "total_minor": 2985,
+            "amount_due_minor": 2985,
+            "issued_on": "2026-03-01",
+            "due_on": "2026-03-01",
+            "lines": [
+                {
+                    "description": "Pro plan, 3 seats, 1 Mar 2026 to 31 Mar 2026",
+                    "quantity": 3,
+                    "unit_amount_minor": 995,
+                    "amount_minor": 2985,
+                    "period_start": "2026-03-01",
+                    "period_end": "2026-04-01",
+                }
+            ],
+            "subscription_id": envelope.payload["subscription_id"],
+            "billing_period_id": envelope.payload["billing_period_id"],
+        }
+        assert collection["event_type"] == PAYMENT_COLLECTION_REQUESTED.name
+        assert collection["causation_id"] == str(envelope.event_id)
+        assert collection["payload"]["idempotency_key"] == f"ar-invoice-{invoice.id}-collection"
+        assert collection["payload"]["amount_minor"] == 2985
+
+    def test_redelivery_is_skipped(self):
+        envelope, _ = request_invoice(CustomerFactory())
+        counts = row_counts()
+
+        result = deliver_envelope(envelope, delivery=2)
+
+        assert result.disposition is Disposition.ACK
+        assert result.duplicate is True
+        assert row_counts() == counts
+
+    def test_second_request_for_period_changes_nothing(self):
+        customer = CustomerFactory()
+        first, _ = request_invoice(customer)
+        counts = row_counts()
+
+        second, result = request_invoice(
+            customer, billing_period_id=first.payload["billing_period_id"], quantity=5, unit_amount_minor=100
+        )
+
+        assert result.disposition is Disposition.ACK
+        assert result.duplicate is False
+        assert row_counts() == counts
+        assert invoice_of(first).total_minor == 2985
+        assert ProcessedEvent.objects.using("ar").filter(event_id=second.event_id).exists()
+
+    def test_collection_key_is_stable(self):
+        customer = CustomerFactory()
+        first, _ = request_invoice(customer)
+        request_invoice(customer, billing_period_id=first.payload["billing_period_id"])
+
+        keys = [event["payload"]["idempotency_key"] for event in published(PAYMENT_COLLECTION_REQUESTED)]
+
+        assert keys == [f"ar-invoice-{invoice_of(first).id}-collection"]
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestInvoiceRequestedFailures:
+    def test_unknown_customer_retries_then_dead_letters(self):
+        missing = str(uuid.uuid4())
+        payload = InvoiceRequestedFactory(customer_id=missing)
+        envelope = envelope_for(INVOICE_REQUESTED, payload)
+
+        first = deliver_envelope(envelope, delivery=1, max_deliver=2)
+        last = deliver_envelope(envelope, delivery=2, max_deliver=2)
+
+        assert first.disposition is Disposition.RETRY
+        assert last.disposition is Disposition.TERMINATE
+        dead = DeadLetter.objects.using("ar").get(event_id=envelope.event_id)
+        assert dead.reason == DeadLetterReason.HANDLER_FAILED
+        assert (
+            f"ar.errors.CustomerNotFound: customer {missing!r} not found in tenant 'acme'; "
+            "create it with customer_upsert and use the id it returns"
+        ) in dead.error
+        assert not Invoice.objects.using("ar").exists()
+        assert not ProcessedEvent.objects.using("ar").exists()
+        assert published() == []
+
+    def test_amount_mismatch_is_rejected(self):
+        customer = CustomerFactory()
+        payload = InvoiceRequestedFactory(customer_id=str(customer.id), amount_minor=1)
+        envelope = envelope_for(INVOICE_REQUESTED, payload)
+
+        result = deliver_envelope(envelope, delivery=1, max_deliver=1)
+
+        assert result.disposition is Disposition.TERMINATE
+        dead = DeadLetter.objects.using("ar").get(event_id=envelope.event_id)
+        assert (
+            "line 1 amount 1 does not match quantity 3 * unit amount 995 = 2985; "
+            "fix the amount the requester sent"
+        ) in dead.error
+        assert not Invoice.objects.using("ar").exists()
+
+    def test_invalid_period_date_is_rejected(self):
+        customer = CustomerFactory()
+        payload = InvoiceRequestedFactory(customer_id=str(customer.id), period_end="2026-02-30")
+        envelope = envelope_for(INVOICE_REQUESTED, payload)
+
+        result = deliver_envelope(envelope, delivery=1, max_deliver=1)
+
+        assert result.disposition is Disposition.TERMINATE
+        dead = DeadLetter.objects.using("ar").get(event_id=envelope.event_id)
+        assert (
+            "period_end '2026-02-30' is not an ISO 8601 date; the requester must send dates such as '2026-01-31'"
+        ) in dead.error
+        assert not Invoice.objects.using("ar").exists()
+
+    def test_relayed_request_from_subscriptions_outbox(self, settings):
+        settings.EVENTBUS = {**settings.EVENTBUS, "BACKEND": "inprocess"}
+        reset_bus()
+        customer = CustomerFactory()
+        payload = InvoiceRequestedFactory(customer_id=str(customer.id))
+        try:
+            for _ in range(2):
+                # The second append is a redelivery under a new event id.
+                with transaction.atomic(using="subscriptions"):
+                    outbox_append(
+                        module="subscriptions",
+                        event_type=INVOICE_REQUESTED,
+                        aggregate_type="subscription",
+                        aggregate_id=payload.subscription_id,
+                        aggregate_version=1,
+                        tenant_id="acme",
+                        payload=payload,
+                        occurred_at=NOW,
+                    )
+            result = relay_outbox(module="subscriptions", bus=get_bus())
+        finally:
+            reset_bus()
+
+        assert result.published == 2
+        invoice = Invoice.objects.using("ar").get()
+        assert str(invoice.billing_period_id) == payload.billing_period_id
+        assert invoice.number == "ACME-000001"
+        assert ProcessedEvent.objects.using("ar").count() == 2
+        assert [event["event_type"] for event in published()] == [
+            INVOICE_FINALIZED.name, PAYMENT_COLLECTION_REQUESTED.name,
+        ]
+
+
+def deliver_payment_event(event_type, payload, *, occurred_at):
+    envelope = envelope_for(
+        event_type, payload, aggregate_type="payment", aggregate_id=payload.payment_id, occurred_at=occurred_at
+    )
+    return envelope, deliver_envelope(envelope)
+
+
+class TestPaymentSucceeded:
+    def test_payment_marks_invoice_paid(self):
+        customer = CustomerFactory()
+        requested, _ = request_invoice(customer)
+        invoice = invoice_of(requested)
+        payload = PaymentSucceededFactory(invoice_id=str(invoice.id), customer_id=str(customer.id))
+        paid_at = NOW + timedelta(minutes=1)
+
+        envelope, result = deliver_payment_event(PAYMENT_SUCCEEDED, payload, occurred_at=paid_at)
+
+        assert result.disposition is Disposition.ACK
+        invoice.refresh_from_db()
+        assert invoice.status == InvoiceStatus.PAID
+        assert invoice.paid_at == paid_at
+        (event,) = published(INVOICE_PAID)
+        assert event["causation_id"] == str(envelope.event_id)
+        assert event["payload"]["payment_id"] == payload.payment_id
+        assert event["payload"]["paid_at"] == "2026-03-01T09:31:00Z"
+
+    def test_republished_payment_is_applied_once(self):
+        customer = CustomerFactory()
+        requested, _ = request_invoice(customer)
+        invoice = invoice_of(requested)
+        payload = PaymentSucceededFactory(
+            invoice_id=str(invoice.id), customer_id=str(customer.id), amount_minor=1000
+        )
+        deliver_payment_event(PAYMENT_SUCCEEDED, payload, occurred_at=NOW)
+
+        deliver_payment_event(PAYMENT_SUCCEEDED, payload, occurred_at=NOW)
+
+        invoice.refresh_from_db()
+        assert invoice.amount_paid_minor == 1000
+        assert invoice.amount_due_minor == 1985
+        assert invoice.status == InvoiceStatus.OPEN
+
+
+class TestPaymentFailed:
+    def test_retryable_failure_changes_nothing(self):
+        customer = CustomerFactory()
+        requested, _ = request_invoice(customer)
+        invoice = invoice_of(requested)
+        counts = row_counts()
+        payload = PaymentFailedFactory(
+            invoice_id=str(invoice.id), customer_id=str(customer.id), attempt_number=1,
+            retryable=True, final=False, next_attempt_at="2026-03-02T09:30:00Z",
+        )
+
+        envelope, result = deliver_payment_event(PAYMENT_FAILED, payload, occurred_at=NOW)
+
+        assert result.disposition is Disposition.ACK
+        invoice.refresh_from_db()
+        assert invoice.status == InvoiceStatus.OPEN
+        assert invoice.version == 2
+        assert row_counts() == counts
+        assert ProcessedEvent.objects.using("ar").filter(event_id=envelope.event_id).exists()
+
+    def test_final_failure_marks_uncollectible(self):
+        customer = CustomerFactory(name="Ada Lovelace", email="ada@example.com")
+        requested, _ = request_invoice(customer)
+        invoice = invoice_of(requested)
+        payload = PaymentFailedFactory(invoice_id=str(invoice.id), customer_id=str(customer.id))
+        failed_at = NOW + timedelta(days=7)
+
+        envelope, result = deliver_payment_event(PAYMENT_FAILED, payload, occurred_at=failed_at)
+
+        assert result.disposition is Disposition.ACK
+        invoice.refresh_from_db()
+        assert invoice.status == InvoiceStatus.UNCOLLECTIBLE
+        assert invoice.marked_uncollectible_at == failed_at
+        (event,) = published(INVOICE_MARKED_UNCOLLECTIBLE)
+        assert event["causation_id"] == str(envelope.event_id)
+        assert event["aggregate_version"] == 3
+        assert event["payload"] == {
+            "invoice_id": str(invoice.id),
+            "invoice_number": "ACME-000001",
+            "customer_id": str(customer.id),
+            "customer_name": "Ada Lovelace",
+            "customer_email": "ada@example.com",
+            "currency": "USD",
+            "amount_due_minor": 2985,
+            "marked_at": "2026-03-08T09:30:00Z",
+            "subscription_id": str(invoice.subscription_id),
+        }
+
+    def test_final_failure_after_payment_is_ignored(self):
+        customer = CustomerFactory()
+        requested, _ = request_invoice(customer)
+        invoice = invoice_of(requested)
+        succeeded = PaymentSucceededFactory(invoice_id=str(invoice.id), customer_id=str(customer.id))
+        deliver_payment_event(PAYMENT_SUCCEEDED, succeeded, occurred_at=NOW + timedelta(days=8))
+        counts = row_counts()
+        # The failure of an earlier attempt arrives after the success.
+        failed = PaymentFailedFactory(invoice_id=str(invoice.id), customer_id=str(customer.id))
+
+        _, result = deliver_payment_event(PAYMENT_FAILED, failed, occurred_at=NOW + timedelta(days=7))
+
+        assert result.disposition is Disposition.ACK
+        invoice.refresh_from_db()
+        assert invoice.status == InvoiceStatus.PAID
+        assert row_counts() == counts
