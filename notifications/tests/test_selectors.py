@@ -57,13 +57,13 @@ class TestNotificationGet:
 
 class TestNotificationList:
     def test_filters_combine(self):
-        wanted = NotificationFactory(customer_id="cus-1")
+        expected = NotificationFactory(customer_id="cus-1")
         NotificationFactory(customer_id="cus-2")
         NotificationFactory(customer_id="cus-1", status=NotificationStatus.FAILED, error="x")
 
         found = list(notification_list(customer_id="cus-1", status=NotificationStatus.PENDING))
 
-        assert [notification.id for notification in found] == [wanted.id]
+        assert [notification.id for notification in found] == [expected.id]
 
     def test_by_source_event(self):
         notification = NotificationFactory()
