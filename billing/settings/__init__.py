@@ -175,4 +175,12 @@ CELERY_BEAT_SCHEDULE = {
         "schedule": 3600.0,
         "options": {"expires": 3000},
     },
+    # Send the emails a crashed sender left pending. The task skips rows
+    # attempted in the last 60 s, which leaves a send in progress alone as
+    # long as the email backend times out sooner (EMAIL_TIMEOUT).
+    "send-pending-notifications": {
+        "task": "notifications.send_pending",
+        "schedule": 60.0,
+        "options": {"expires": 50},
+    },
 }
