@@ -113,9 +113,9 @@ EVENTBUS = {
 # Outgoing customer email; console:// prints messages to standard output.
 globals().update(email_settings(os.environ.get("EMAIL_URL", "console://")))
 DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.com")
-# Seconds an SMTP connection may block (Django's default is no limit). It
-# stays below the 60 s after which the pending-notification sweep takes over
-# an unfinished send, so a slow server cannot cause a second email.
+# Seconds each SMTP socket operation may block (Django's default is no
+# limit). It stays below the 60 s after which the pending-notification sweep
+# takes over an unfinished send, so a stalled server fails the send instead.
 EMAIL_TIMEOUT = 30
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
