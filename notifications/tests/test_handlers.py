@@ -427,3 +427,10 @@ class TestRelayThroughInProcessBus:
         assert relay_outbox(module=ALIAS, bus=get_bus()).published == 1
         sent_row = outbox("notifications.notification.sent").get()
         assert json.loads(sent_row.body)["payload"]["notification_id"] == str(notification.id)
+
+
+class TestContactForCustomer:
+    def test_unknown_customer_is_none(self):
+        from notifications.handlers import contact_for_customer
+
+        assert contact_for_customer("3c9d8a0e-7b1f-4f5e-9a2d-6b4c1e0f7a55") is None
