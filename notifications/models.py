@@ -18,7 +18,7 @@ class DeadLetter(AbstractDeadLetter):
 
 
 class NotificationTemplate(models.TextChoices):
-    """The emails this module sends; each name is a folder under templates/notifications/."""
+    """The emails this module sends. Each value names a folder under templates/notifications/."""
 
     INVOICE_FINALIZED = "invoice_finalized", "Invoice finalized"
     PAYMENT_RECEIPT = "payment_receipt", "Payment receipt"
@@ -36,7 +36,7 @@ class Notification(models.Model):
     """The delivery log: one email, rendered from one event with one template.
 
     The row is inserted in the transaction of the handler that applied the
-    event and holds the rendered email, so a later attempt sends exactly
+    event and contains the rendered email, so a later attempt sends exactly
     what the first attempt would have sent.
     """
 
@@ -48,7 +48,7 @@ class Notification(models.Model):
     correlation_id = models.UUIDField()
     template = models.CharField(max_length=64, choices=NotificationTemplate.choices)
     customer_id = models.CharField(max_length=100)
-    # Blank when the customer has no email address; the row is then failed.
+    # Blank when the customer has no email address, and the row is then failed.
     recipient = models.CharField(max_length=254, blank=True)
     invoice_id = models.CharField(max_length=100, blank=True)
     invoice_number = models.CharField(max_length=100, blank=True)
@@ -61,7 +61,7 @@ class Notification(models.Model):
     error = models.TextField(blank=True)
     # Send attempts started, counted when an attempt claims the row.
     attempts = models.PositiveIntegerField(default=0)
-    # Increases with every change of the row; the aggregate_version of its events.
+    # Increases with every change of the row and is the aggregate_version of its events.
     version = models.PositiveBigIntegerField(default=1)
     created_at = models.DateTimeField()
     last_attempt_at = models.DateTimeField(null=True, blank=True)
@@ -79,7 +79,7 @@ class Notification(models.Model):
             ),
         ]
         indexes = [
-            # notifications_send_pending: pending rows, oldest first.
+            # The query of notifications_send_pending: pending rows, oldest first.
             models.Index(
                 fields=["created_at"],
                 name="notifications_pending",
