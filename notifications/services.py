@@ -17,7 +17,9 @@ NOTE: a customer can get the same email twice in one case only. When the
 process crashes after the email backend accepted the email and before step 2
 marked the row sent, the row stays pending, and ``notifications_send_pending``
 sends it again (with the same Message-ID). Every other failure sends nothing
-or sends once.
+or sends once, provided a send finishes within its lease of
+``DEFAULT_LEASE_SECONDS``; settings.EMAIL_TIMEOUT bounds each SMTP operation
+well below it.
 """
 
 import logging
