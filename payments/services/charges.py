@@ -1,0 +1,318 @@
+"""Charge a payment at the gateway without ever charging it twice.
+
+The gateway call sits between two transactions and inside none, so no
+database lock or open transaction waits on the network, and so a rollback can
+never forget a charge the gateway already made:
+
+1. Transaction A locks the payment and commits attempt n in ``processing``.
+2. The gateway is called with the key ``"<payment key>:attempt-<n>"``.
+3. Transaction B records the outcome on the attempt and the payment and
+   appends ``payments.payment.succeeded`` or ``payments.payment.failed``.
+
+A crash between the steps leaves attempt n in ``processing``. The next call
+for the payment resumes that attempt with the same key, and the gateway
+returns the outcome it recorded instead of charging again.
+"""
+
+import logging
+import uuid
+from datetime import datetime, timedelta
+
+from django.db import transaction
+
+from eventbus.envelope import format_timestamp
+from eventbus.outbox import outbox_append
+from payments.conf import payments_settings
+from payments.errors import GatewayError, PaymentNotFound
+from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded
+from payments.gateways import GatewayResult, PaymentGateway, get_gateway
+from payments.models import (
+    Payment,
+    PaymentAttempt,
+    PaymentAttemptStatus,
+    PaymentMethod,
+    PaymentStatus,
+)
+from payments.services.validation import require_aware
+
+logger = logging.getLogger(__name__)
+
+ALIAS = "payments"
+NO_PAYMENT_METHOD = "no_payment_method"
+
+
+def payment_attempt_charge(*, payment_id: str, now: datetime) -> Payment:
+    """Charge the payment if it is due at ``now``, and return it.
+
+    Runs transaction A, the gateway call and transaction B as the module
+    docstring describes, so it must be called outside any transaction on the
+    payments database (``durable`` blocks enforce that). A payment that
+    succeeded or failed for good, or whose retry is due after ``now``, is
+    returned unchanged. A payment with an attempt in ``processing`` has that
+    attempt resumed. A customer without a payment method fails the payment for
+    good with ``no_payment_method``.
+
+    Raises ``PaymentNotFound``. When the gateway returns no outcome
+    (``GatewayError``), the attempt stays in ``processing`` and the payment is
+    returned; ``payments_retry_due`` resumes it once it is stale. Any other
+    error from the gateway propagates and leaves the attempt in the same state.
+    """
+    require_aware("now", now)
+    gateway = get_gateway()
+
+    payment, attempt = _attempt_start(payment_id, now)
+    if attempt is None or attempt.status != PaymentAttemptStatus.PROCESSING:
+        return payment
+
+    result = _gateway_charge(gateway, payment, attempt)
+    if result is None:
+        return payment
+    return _attempt_finish(payment_id, attempt.number, result, now)
+
+
+def attempt_idempotency_key(payment: Payment, number: int) -> str:
+    return f"{payment.idempotency_key}:attempt-{number}"
+
+
+def _attempt_start(payment_id: str, now: datetime) -> tuple[Payment, PaymentAttempt | None]:
+    """Transaction A: commit a new attempt in processing, or find the one to resume."""
+    with transaction.atomic(using=ALIAS, durable=True):
+        payment = _lock_payment(payment_id)
+        if payment.is_final:
+            logger.info(
+                "Skipped charging payment %s: it already %s", payment.id, payment.status,
+                extra=_log_extra(payment),
+            )
+            return payment, None
+
+        attempt = (
+            payment.attempts.using(ALIAS)
+            .select_related("payment_method")
+            .filter(status=PaymentAttemptStatus.PROCESSING)
+            .first()
+        )
+        if attempt is not None:
+            logger.info(
+                "Resuming attempt %s of payment %s, left in processing since %s",
+                attempt.number, payment.id, attempt.started_at.isoformat(),
+                extra=_log_extra(payment, attempt),
+            )
+            return payment, attempt
+
+        if payment.status == PaymentStatus.RETRY_SCHEDULED and payment.next_attempt_at > now:
+            logger.info(
+                "Skipped charging payment %s: its retry is due at %s, after %s",
+                payment.id, payment.next_attempt_at.isoformat(), now.isoformat(),
+                extra=_log_extra(payment),
+            )
+            return payment, None
+
+        method = _method_to_charge(payment)
+        number = payment.attempt_count + 1
+        attempt = PaymentAttempt.objects.using(ALIAS).create(
+            payment=payment,
+            number=number,
+            status=PaymentAttemptStatus.PROCESSING,
+            payment_method=method,
+            idempotency_key=attempt_idempotency_key(payment, number),
+            started_at=now,
+        )
+        payment.status = PaymentStatus.PROCESSING
+        payment.attempt_count = number
+        payment.next_attempt_at = None
+        payment.version += 1
+        payment.updated_at = now
+        payment.save(using=ALIAS)
+
+        if method is None:
+            # Nothing to charge, so the outcome is known without the gateway.
+            _record_outcome(payment, attempt, _no_payment_method(payment), now)
+    return payment, attempt
+
+
+def _gateway_charge(gateway: PaymentGateway, payment: Payment, attempt: PaymentAttempt) -> GatewayResult | None:
+    """Call the gateway outside any transaction; return None when it gave no outcome."""
+    try:
+        return gateway.charge(
+            idempotency_key=attempt.idempotency_key,
+            amount_minor=payment.amount_minor,
+            currency=payment.currency,
+            token=attempt.payment_method.token,
+            customer_id=payment.customer_id,
+        )
+    except GatewayError as error:
+        logger.warning(
+            "Gateway returned no outcome for attempt %s of payment %s; the attempt stays in "
+            "processing and is resumed with the same key once stale: %s",
+            attempt.number, payment.id, error,
+            extra=_log_extra(payment, attempt),
+        )
+        return None
+
+
+def _attempt_finish(payment_id: str, number: int, result: GatewayResult, now: datetime) -> Payment:
+    """Transaction B: record the gateway's outcome unless another process already did."""
+    with transaction.atomic(using=ALIAS, durable=True):
+        payment = _lock_payment(payment_id)
+        attempt = payment.attempts.using(ALIAS).select_for_update().get(number=number)
+        if attempt.status != PaymentAttemptStatus.PROCESSING:
+            logger.info(
+                "Attempt %s of payment %s was already recorded as %s by another process",
+                number, payment.id, attempt.status,
+                extra=_log_extra(payment, attempt),
+            )
+            return payment
+        _record_outcome(payment, attempt, result, now)
+    return payment
+
+
+def _record_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayResult, now: datetime) -> None:
+    """Finish the attempt, move the payment on and append its event; the caller holds the lock."""
+    attempt.status = PaymentAttemptStatus.SUCCEEDED if result.succeeded else PaymentAttemptStatus.FAILED
+    attempt.gateway_reference = result.reference
+    attempt.failure_code = result.failure_code
+    attempt.failure_message = result.failure_message
+    attempt.retryable = result.retryable
+    attempt.finished_at = now
+    attempt.save(using=ALIAS)
+
+    payment.version += 1
+    payment.updated_at = now
+    if result.succeeded:
+        payment.status = PaymentStatus.SUCCEEDED
+        payment.succeeded_at = now
+        payment.next_attempt_at = None
+        payment.save(using=ALIAS)
+        _append_event(payment, PAYMENT_SUCCEEDED, _succeeded_payload(payment, attempt, now), now)
+        logger.info(
+            "Payment %s succeeded on attempt %s, gateway reference %s",
+            payment.id, attempt.number, result.reference,
+            extra=_log_extra(payment, attempt),
+        )
+        return
+
+    if payment.first_failed_at is None:
+        payment.first_failed_at = now
+    next_attempt_at = _next_attempt_at(payment, attempt, result)
+    if next_attempt_at is None:
+        payment.status = PaymentStatus.FAILED
+        payment.failed_at = now
+    else:
+        payment.status = PaymentStatus.RETRY_SCHEDULED
+    payment.next_attempt_at = next_attempt_at
+    payment.save(using=ALIAS)
+    _append_event(payment, PAYMENT_FAILED, _failed_payload(payment, attempt, now), now)
+    logger.warning(
+        "Attempt %s of payment %s failed with %s; %s",
+        attempt.number, payment.id, result.failure_code,
+        "final" if next_attempt_at is None else f"next attempt at {next_attempt_at.isoformat()}",
+        extra=_log_extra(payment, attempt),
+    )
+
+
+def _next_attempt_at(payment: Payment, attempt: PaymentAttempt, result: GatewayResult) -> datetime | None:
+    """Return when to retry after this failed attempt, or None when the failure is final.
+
+    Every entry of the schedule counts days from the first failure, and
+    attempt n is preceded by n - 1 retries, since any success ends the payment.
+    """
+    if not result.retryable:
+        return None
+    schedule = payments_settings().retry_schedule_days
+    retries_used = attempt.number - 1
+    if retries_used >= len(schedule):
+        return None
+    # NOTE: a retry runner that was down past a scheduled day leaves this in
+    # the past, so the next run retries at once instead of skipping the day.
+    return payment.first_failed_at + timedelta(days=schedule[retries_used])
+
+
+def _method_to_charge(payment: Payment) -> PaymentMethod | None:
+    """Return the customer's default method, else the newest one, else None."""
+    return (
+        PaymentMethod.objects.using(ALIAS)
+        .filter(tenant_id=payment.tenant_id, customer_id=payment.customer_id)
+        .order_by("-is_default", "-created_at")
+        .first()
+    )
+
+
+def _no_payment_method(payment: Payment) -> GatewayResult:
+    return GatewayResult(
+        succeeded=False,
+        reference="",
+        failure_code=NO_PAYMENT_METHOD,
+        failure_message=(
+            f"Customer {payment.customer_id} has no payment method to charge; add one with "
+            "payment_method_upsert or in the admin under Payments > Payment methods."
+        ),
+        retryable=False,
+    )
+
+
+def _lock_payment(payment_id: str) -> Payment:
+    try:
+        payment_uuid = uuid.UUID(str(payment_id))
+    except ValueError:
+        raise PaymentNotFound(f"payment id {payment_id!r} is not a UUID; pass the id of a payment") from None
+    try:
+        return Payment.objects.using(ALIAS).select_for_update().get(id=payment_uuid)
+    except Payment.DoesNotExist:
+        raise PaymentNotFound(f"payment {payment_id} does not exist; pass the id of a payment") from None
+
+
+def _append_event(payment: Payment, event_type, payload, now: datetime) -> None:
+    outbox_append(
+        module="payments",
+        event_type=event_type,
+        aggregate_type="payment",
+        aggregate_id=str(payment.id),
+        aggregate_version=payment.version,
+        tenant_id=payment.tenant_id,
+        payload=payload,
+        occurred_at=now,
+        correlation_id=payment.correlation_id,
+        causation_id=payment.request_event_id,
+    )
+
+
+def _succeeded_payload(payment: Payment, attempt: PaymentAttempt, now: datetime) -> PaymentSucceeded:
+    return PaymentSucceeded(
+        payment_id=str(payment.id),
+        invoice_id=payment.invoice_id,
+        customer_id=payment.customer_id,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        gateway_reference=attempt.gateway_reference,
+        attempt_number=attempt.number,
+        succeeded_at=format_timestamp(now),
+    )
+
+
+def _failed_payload(payment: Payment, attempt: PaymentAttempt, now: datetime) -> PaymentFailed:
+    return PaymentFailed(
+        payment_id=str(payment.id),
+        invoice_id=payment.invoice_id,
+        customer_id=payment.customer_id,
+        amount_minor=payment.amount_minor,
+        currency=payment.currency,
+        failure_code=attempt.failure_code,
+        failure_message=attempt.failure_message,
+        attempt_number=attempt.number,
+        retryable=attempt.retryable,
+        final=payment.status == PaymentStatus.FAILED,
+        failed_at=format_timestamp(now),
+        next_attempt_at=format_timestamp(payment.next_attempt_at) if payment.next_attempt_at else None,
+    )
+
+
+def _log_extra(payment: Payment, attempt: PaymentAttempt | None = None) -> dict:
+    extra = {
+        "tenant_id": payment.tenant_id,
+        "payment_id": str(payment.id),
+        "invoice_id": payment.invoice_id,
+        "correlation_id": str(payment.correlation_id),
+    }
+    if attempt is not None:
+        extra["attempt_number"] = attempt.number
+    return extra
