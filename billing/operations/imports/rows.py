@@ -24,19 +24,21 @@ COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 INTERVALS = ("day", "week", "month", "year")
 PAYMENT_KINDS = ("card", "bank_debit")
 
-# Column widths of the records the services write.
-MAX_EXTERNAL_ID_LENGTH = 200
+# Column widths of the records the services write; the external id is
+# both AR's customer id (200) and the subscription's import id (100).
+MAX_EXTERNAL_ID_LENGTH = 100
 MAX_NAME_LENGTH = 200
 MAX_EMAIL_LENGTH = 254
-MAX_PLAN_CODE_LENGTH = 64
 MAX_PLAN_NAME_LENGTH = 200
 MAX_TOKEN_LENGTH = 255
 # Amount and quantity limits keep amount times quantity below 10**18, inside
 # the 64-bit integer columns that hold invoice totals in minor units.
 MAX_AMOUNT_MINOR = 10**12
 MAX_QUANTITY = 1_000_000
-# A billing period of more than 10 years (or 3660 days) is a data error.
-MAX_INTERVAL_COUNT = {"day": 3660, "week": 520, "month": 120, "year": 10}
+# The subscriptions module takes periods of at most three years in each unit.
+MAX_INTERVAL_COUNT = {"day": 3 * 365, "week": 3 * 52, "month": 3 * 12, "year": 3}
+# Plan codes as the subscriptions module accepts them.
+PLAN_CODE_PATTERN = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]{0,63}")
 MAX_PAYMENT_TERMS_DAYS = 365
 # Tenure in months is at most a century.
 MAX_TENURE_MONTHS = 1200
@@ -161,7 +163,7 @@ def _row_validate(record: CsvRecord, mapping: BoundMapping, as_of: date) -> tupl
     if interval and interval_count is not None and interval_count > MAX_INTERVAL_COUNT[interval]:
         errors.add(
             f"interval_count {interval_count} is more than {MAX_INTERVAL_COUNT[interval]} "
-            f"for interval {interval}; a billing period is at most 10 years"
+            f"for interval {interval}; a billing period is at most 3 years"
         )
         interval_count = None
 
@@ -189,7 +191,11 @@ def _row_validate(record: CsvRecord, mapping: BoundMapping, as_of: date) -> tupl
     )
 
     plan_code = _required(text("plan_code"), "plan_code", errors)
-    _check_length(plan_code, "plan_code", MAX_PLAN_CODE_LENGTH, errors)
+    if plan_code and not PLAN_CODE_PATTERN.fullmatch(plan_code):
+        errors.add(
+            f"plan_code {plan_code!r} is invalid; use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit"
+        )
     plan_name = text("plan_name") or plan_code
     _check_length(plan_name, "plan_name", MAX_PLAN_NAME_LENGTH, errors)
     plan_amount_text = text("plan_amount")
@@ -487,3 +493,26 @@ def _major(amount_minor: int, currency: str) -> str:
     """Return ``amount_minor`` in major units with the currency's decimal places: 2985 -> '29.85'."""
     exponent = minor_unit_exponent(currency)
     return str(Decimal(amount_minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent)))
+
+
+def first_period_start_on_or_after(anchor: date, interval: str, interval_count: int, day: date) -> date:
+    """Return the first period start, counted from ``anchor``, that is on or after ``day``.
+
+    Period ``k`` starts at ``anchor + k * interval``, computed from the anchor
+    as the subscriptions module does, so Jan 31 is followed by Feb 28 and Mar 31.
+    """
+    if anchor >= day:
+        return anchor
+    unit = {"day": "days", "week": "weeks", "month": "months", "year": "years"}[interval]
+    index = 1
+    if interval == "month":
+        index = max(1, ((day.year - anchor.year) * 12 + day.month - anchor.month) // interval_count)
+    elif interval == "year":
+        index = max(1, (day.year - anchor.year) // interval_count)
+    else:
+        length_days = interval_count * (7 if interval == "week" else 1)
+        index = max(1, (day - anchor).days // length_days)
+    # The estimate is at most one period early; step forward to the first start on or after ``day``.
+    while anchor + relativedelta(**{unit: interval_count * index}) < day:
+        index += 1
+    return anchor + relativedelta(**{unit: interval_count * index})

@@ -1,8 +1,16 @@
 from datetime import date
 
+import pytest
+
 from billing.operations.imports.mapping import default_mapping, mapping_bind, mapping_parse
 from billing.operations.imports.reader import csv_table_read
-from billing.operations.imports.rows import ImportRow, PlanTerms, RowRejection, rows_validate
+from billing.operations.imports.rows import (
+    ImportRow,
+    PlanTerms,
+    RowRejection,
+    first_period_start_on_or_after,
+    rows_validate,
+)
 from tests.operations.csv_files import (
     DEFAULT_HEADER,
     TELCO_HEADER,
@@ -95,6 +103,8 @@ class TestDefaultLayout:
             default_row("", amount="abc", currency=""),
             default_row("C-15", interval="month", interval_count="121"),
             default_row("C-16", payment_token="tok success"),
+            default_row("C-17", plan_code="basic plan"),
+            default_row("C" * 101),
         ]
 
         result = validate(tmp_path, DEFAULT_HEADER, rows)
@@ -117,8 +127,11 @@ class TestDefaultLayout:
             14: "payment_kind 'cheque' is not one of card, bank_debit",
             15: "external_id is missing; currency is missing; amount 'abc' is not a decimal number; "
             "write it like 29.85",
-            16: "interval_count 121 is more than 120 for interval month; a billing period is at most 10 years",
+            16: "interval_count 121 is more than 36 for interval month; a billing period is at most 3 years",
             17: "payment_token 'tok success' contains whitespace; give the gateway's token exactly",
+            18: "plan_code 'basic plan' is invalid; use 1 to 64 letters, digits, '.', '_' or '-', "
+            "starting with a letter or digit",
+            19: "external_id is 101 characters long; the maximum is 100",
         }
         assert result.rejections[1] == RowRejection(4, "C-3", reasons(result)[4])
 
@@ -253,3 +266,22 @@ class TestTelcoMapping:
         assert reasons(result) == {
             3: "start_date '2024-02-01' is not a date in the format %d/%m/%Y (such as 31/01/2026)"
         }
+
+
+class TestFirstPeriodStartOnOrAfter:
+    @pytest.mark.parametrize(
+        ("anchor", "interval", "count", "day", "expected"),
+        [
+            (date(2026, 4, 10), "month", 1, date(2026, 3, 31), date(2026, 4, 10)),
+            (date(2020, 3, 31), "month", 1, date(2026, 3, 31), date(2026, 3, 31)),
+            (date(2026, 1, 15), "month", 1, date(2026, 3, 31), date(2026, 4, 15)),
+            (date(2026, 1, 31), "month", 1, date(2026, 2, 15), date(2026, 2, 28)),
+            (date(2025, 1, 31), "month", 1, date(2025, 3, 1), date(2025, 3, 31)),
+            (date(2025, 1, 20), "month", 3, date(2026, 3, 31), date(2026, 4, 20)),
+            (date(2024, 2, 29), "year", 1, date(2026, 3, 1), date(2027, 2, 28)),
+            (date(2026, 3, 2), "week", 2, date(2026, 3, 31), date(2026, 4, 13)),
+            (date(2026, 3, 30), "day", 1, date(2026, 3, 31), date(2026, 3, 31)),
+        ],
+    )
+    def test_period_start(self, anchor, interval, count, day, expected):
+        assert first_period_start_on_or_after(anchor, interval, count, day) == expected
