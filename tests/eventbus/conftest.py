@@ -1,8 +1,10 @@
 import asyncio
+import json
 import os
 import threading
 from contextlib import contextmanager
 
+import nats
 import pytest
 from django.db import connections, transaction
 from django.utils import timezone
@@ -12,7 +14,7 @@ from eventbus.outbox import outbox_append
 from eventbus.registry import get_module
 from eventbus.runner import ConsumerRunner
 from tests.probe import events
-from tests.support import delete_all_streams
+from tests.support import NatsServer, delete_all_streams
 
 # Short delays keep retry tests fast; production defaults are in settings.
 FAST_BUS = {
@@ -88,3 +90,55 @@ def consumers_running(modules=("probe",)):
         assert not thread.is_alive(), "consumer runner did not stop within 30 s"
         loop.close()
     assert not errors, f"consumer runner failed: {errors[0]!r}"
+
+
+@pytest.fixture
+def nats_server():
+    """A throwaway nats-server that a test may stop and start; never the shared one."""
+    server = NatsServer()
+    server.start()
+    yield server
+    server.cleanup()
+
+
+@pytest.fixture
+def restartable_bus(settings, nats_server):
+    """The NATS backend on the throwaway server of ``nats_server``."""
+    settings.EVENTBUS = {**settings.EVENTBUS, **FAST_BUS, "BACKEND": "nats", "NATS_URLS": [nats_server.url]}
+    reset_bus()
+    yield get_bus()
+    reset_bus()
+
+
+def run_nats(url: str, work):
+    """Run ``work(js)`` against the server at ``url`` on a short-lived connection."""
+
+    async def run():
+        client = await nats.connect(url)
+        try:
+            return await work(client.jetstream())
+        finally:
+            await client.close()
+
+    return asyncio.run(run())
+
+
+def consumer_info(url: str, stream: str, consumer: str):
+    async def work(js):
+        return await js.consumer_info(stream, consumer)
+
+    return run_nats(url, work)
+
+
+def stream_envelopes(url: str, stream: str) -> list[dict]:
+    """Return every envelope stored in ``stream``, in stream order."""
+
+    async def work(js):
+        info = await js.stream_info(stream)
+        documents = []
+        for sequence in range(info.state.first_seq, info.state.last_seq + 1):
+            message = await js.get_msg(stream, sequence)
+            documents.append(json.loads(message.data))
+        return documents
+
+    return run_nats(url, work)
