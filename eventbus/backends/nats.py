@@ -176,8 +176,9 @@ async def _declare_stream(js: JetStreamContext, wanted: StreamConfig) -> list[st
 
     live = info.config
     if live.storage != wanted.storage:
+        # nats-py leaves the server's enum values as plain strings.
         raise BusMisconfigured(
-            f"stream {wanted.name} uses {live.storage.value} storage but must be file-backed; "
+            f"stream {wanted.name} uses {StorageType(live.storage).value} storage but must be file-backed; "
             f"move its messages elsewhere, delete it (nats stream rm {wanted.name}) and run "
             "manage.py bus ensure"
         )
@@ -203,9 +204,10 @@ async def _declare_consumer(js: JetStreamContext, stream: str, wanted: ConsumerC
     if live.deliver_policy != wanted.deliver_policy or live.ack_policy != wanted.ack_policy:
         raise BusMisconfigured(
             f"consumer {wanted.durable_name} on {stream} has deliver policy "
-            f"{live.deliver_policy} and ack policy {live.ack_policy}, which cannot be changed "
-            f"in place; delete it (nats consumer rm {stream} {wanted.durable_name}) and run "
-            "manage.py bus ensure, which recreates it from the stream's first message"
+            f"{DeliverPolicy(live.deliver_policy).value} and ack policy {AckPolicy(live.ack_policy).value}, "
+            f"but the code declares {wanted.deliver_policy.value} and {wanted.ack_policy.value}, which "
+            f"cannot be changed in place; delete it (nats consumer rm {stream} {wanted.durable_name}) "
+            "and run manage.py bus ensure, which recreates it from the stream's first message"
         )
     differences = _differences(live, wanted, ("ack_wait", "max_deliver", "backoff", "max_ack_pending"))
     if sorted(live.filter_subjects or ([live.filter_subject] if live.filter_subject else [])) != sorted(

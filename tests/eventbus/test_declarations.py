@@ -1,0 +1,96 @@
+"""Streams and durable consumers that drifted from the code, and how `bus ensure` handles them."""
+
+import io
+import os
+
+import pytest
+from django.core.management import CommandError, call_command
+from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
+
+from eventbus.errors import BusMisconfigured
+from eventbus.registry import get_module
+from tests.eventbus.conftest import consumer_info, run_nats
+
+pytestmark = pytest.mark.django_db(databases="__all__")
+PROBE_SUBJECTS = ["probe.events.probe.flaky.happened", "probe.events.probe.slow.happened", "probe.events.probe.value.set"]
+
+
+def nats_url() -> str:
+    return os.environ["NATS_URL"]
+
+
+def replace_probe_consumer(config: ConsumerConfig) -> None:
+    async def work(js):
+        await js.delete_consumer("PROBE_EVENTS", "probe")
+        await js.add_consumer("PROBE_EVENTS", config)
+
+    run_nats(nats_url(), work)
+
+
+class TestConsumerDrift:
+    def test_ensure_updates_ack_wait_and_filter_subjects(self, nats_bus):
+        nats_bus.ensure()
+        replace_probe_consumer(
+            ConsumerConfig(
+                name="probe", durable_name="probe", ack_policy=AckPolicy.EXPLICIT, ack_wait=99.0,
+                max_deliver=-1, filter_subjects=["probe.events.probe.value.set"],
+            )
+        )
+        output = io.StringIO()
+
+        call_command("bus", "ensure", stdout=output)
+
+        assert output.getvalue().splitlines() == [
+            "updated consumer probe on PROBE_EVENTS: ack_wait 99.0 -> 3.0; backoff None -> "
+            "[3.0, 6.0, 12.0, 24.0]; filter_subjects "
+            "['probe.events.probe.value.set'] -> " + str(PROBE_SUBJECTS),
+            "nats bus: 1 change(s); streams and consumers match the code",
+        ]
+        live = consumer_info(nats_url(), "PROBE_EVENTS", "probe").config
+        assert live.ack_wait == 3.0
+        assert sorted(live.filter_subjects) == PROBE_SUBJECTS
+        assert get_module("probe").filter_subjects("probe") == PROBE_SUBJECTS
+
+    def test_ensure_twice_changes_nothing(self, nats_bus):
+        nats_bus.ensure()
+        output = io.StringIO()
+
+        call_command("bus", "ensure", stdout=output)
+
+        assert output.getvalue() == "nats bus: 0 change(s); streams and consumers match the code\n"
+
+    def test_ensure_rejects_consumer_with_other_ack_policy(self, nats_bus):
+        nats_bus.ensure()
+        replace_probe_consumer(
+            ConsumerConfig(name="probe", durable_name="probe", ack_policy=AckPolicy.ALL, filter_subjects=PROBE_SUBJECTS)
+        )
+
+        with pytest.raises(BusMisconfigured) as raised:
+            nats_bus.ensure()
+
+        assert str(raised.value) == (
+            "consumer probe on PROBE_EVENTS has deliver policy all and ack policy all, but the "
+            "code declares all and explicit, which cannot be changed in place; delete it (nats "
+            "consumer rm PROBE_EVENTS probe) and run manage.py bus ensure, which recreates it "
+            "from the stream's first message"
+        )
+
+
+class TestStreamDrift:
+    def test_memory_stream_is_reported_with_the_fix(self, nats_bus):
+        async def work(js):
+            await js.add_stream(StreamConfig(name="PROBE_EVENTS", subjects=["probe.events.>"], storage=StorageType.MEMORY))
+
+        run_nats(nats_url(), work)
+        expected = (
+            "stream PROBE_EVENTS uses memory storage but must be file-backed; move its messages "
+            "elsewhere, delete it (nats stream rm PROBE_EVENTS) and run manage.py bus ensure"
+        )
+
+        with pytest.raises(BusMisconfigured) as raised:
+            nats_bus.ensure()
+        with pytest.raises(CommandError) as command_error:
+            call_command("bus", "ensure", stdout=io.StringIO())
+
+        assert str(raised.value) == expected
+        assert str(command_error.value) == expected
