@@ -1,6 +1,8 @@
+import threading
 from datetime import timedelta
 
 import pytest
+from django.db import connections, transaction
 
 from payments.models import Payment, PaymentAttempt
 from payments.services import RetrySummary, payment_attempt_charge, payments_retry_due
@@ -246,3 +248,43 @@ class TestCrashRecovery:
 
         assert summary == RetrySummary(attempted=1, succeeded=1, resumed=1)
         assert simulated_charge_count() == 1
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestConcurrentCharges:
+    def test_two_runners_charge_once(self, payments_settings):
+        # tok_slow keeps the first call at the gateway while the second
+        # runner takes the lock, finds attempt 1 in processing and resumes it.
+        payments_settings.PAYMENTS_SIMULATED_SLOW_SECONDS = 0.3
+        payment = payment_paying_with("tok_slow")
+        results, errors = [], []
+
+        def charge():
+            try:
+                results.append(payment_attempt_charge(payment_id=str(payment.id), now=REQUESTED_AT))
+            except Exception as error:  # reported by the asserts below
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=charge) for _ in range(2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=30)
+
+        assert errors == []
+        assert [charged.status for charged in results] == ["succeeded", "succeeded"]
+        assert attempt_count() == 1
+        assert simulated_charge_count() == 1
+        assert len(outbox_events()) == 1
+
+    def test_charge_inside_transaction_rejected(self, payments_settings):
+        payment = payment_paying_with("tok_success")
+
+        with pytest.raises(RuntimeError) as raised, transaction.atomic(using="payments"):
+            payment_attempt_charge(payment_id=str(payment.id), now=REQUESTED_AT)
+
+        assert str(raised.value) == "A durable atomic block cannot be nested within another atomic block."
+        assert attempt_count() == 0
+        assert simulated_charge_count() == 0
