@@ -107,5 +107,6 @@ def _describe(hint: Any) -> str:
     if hint is type(None):
         return "null"
     if origin is list:
-        return "a list"
+        (item_hint,) = typing.get_args(hint) or (Any,)
+        return f"a list of {_describe(item_hint)}"
     return getattr(hint, "__name__", str(hint))
