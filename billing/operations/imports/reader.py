@@ -127,7 +127,7 @@ def _table_from_lines(lines: Iterator[str], path: Path) -> CsvTable:
         if len(fields) != len(header):
             raise InvalidImportFile(
                 f"line {line_number} has {len(fields)} fields but the header has {len(header)}; "
-                "the file is truncated or ragged, so nothing was imported: export it again"
+                "the file is truncated or ragged, so export it again"
             )
         cells = {name: value.strip() for name, value in zip(header, fields, strict=True) if name}
         records.append(CsvRecord(line_number, cells))

@@ -92,7 +92,7 @@ class TestCsvTableRead:
 
         assert read_error(path) == (
             "line 3 has 2 fields but the header has 3; the file is truncated or ragged, "
-            "so nothing was imported: export it again"
+            "so export it again"
         )
 
     def test_long_row_is_rejected(self, tmp_path):
@@ -100,7 +100,7 @@ class TestCsvTableRead:
 
         assert read_error(path) == (
             "line 2 has 3 fields but the header has 2; the file is truncated or ragged, "
-            "so nothing was imported: export it again"
+            "so export it again"
         )
 
     def test_file_cut_inside_a_row_is_rejected(self, tmp_path):
@@ -108,7 +108,7 @@ class TestCsvTableRead:
 
         assert read_error(path) == (
             "line 3 has 2 fields but the header has 3; the file is truncated or ragged, "
-            "so nothing was imported: export it again"
+            "so export it again"
         )
 
     def test_file_cut_inside_quotes_is_rejected(self, tmp_path):
