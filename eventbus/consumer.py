@@ -10,7 +10,7 @@ import logging
 import traceback
 from dataclasses import dataclass
 
-from django.db import IntegrityError, close_old_connections, transaction
+from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from eventbus.conf import bus_settings
@@ -107,7 +107,7 @@ def deliver(
         applied = apply(module=module, envelope=envelope, handler=subscription.handler, payload=payload)
     except Exception as error:
         # A cut connection must not poison the next message's transaction.
-        close_old_connections()
+        _discard_broken_connection(module.alias)
         log_extra = _log_extra(module, envelope, delivery)
         if delivery >= max_deliver:
             logger.exception("Handler failed on its last delivery; dead-lettering", extra=log_extra)
@@ -197,6 +197,21 @@ def _dead_letter(
             dead_letter.resolved_at = None
             dead_letter.save(update_fields=["status", "reason", "error", "deliveries", "resolved_at"])
     return DeliveryResult(Disposition.TERMINATE, dead_letter_reason=reason)
+
+
+def _discard_broken_connection(alias: str) -> None:
+    """Close ``alias``'s connection when the database cut it, so the next use reconnects.
+
+    Only this alias and only a broken connection: Django's close_old_connections
+    would also close healthy connections past their CONN_MAX_AGE, including the
+    in-process relay's, whose session holds the relay lock, and a caller's
+    connection inside an open transaction.
+    """
+    connection = connections[alias]
+    if connection.connection is None or connection.in_atomic_block:
+        return
+    if not connection.is_usable():
+        connection.close()
 
 
 def _parse_or_none(body: bytes) -> Envelope | None:
