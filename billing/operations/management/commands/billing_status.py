@@ -1,8 +1,9 @@
 import json
 
-from django.core.management.base import BaseCommand
+from django.core.management.base import BaseCommand, CommandError
 
 from billing.operations.status import billing_status, status_lines
+from billing.tenancy.selectors import tenant_exists
 
 
 class Command(BaseCommand):
@@ -17,7 +18,10 @@ class Command(BaseCommand):
         )
 
     def handle(self, *args, **options):
-        status = billing_status(tenant_id=options["tenant"])
+        tenant_id = options["tenant"]
+        if tenant_id is not None and not tenant_exists(tenant_id=tenant_id):
+            raise CommandError(f"tenant {tenant_id!r} does not exist; check the id, or leave out --tenant")
+        status = billing_status(tenant_id=tenant_id)
         if options["json"]:
             self.stdout.write(json.dumps(status, indent=2, sort_keys=True))
             return
