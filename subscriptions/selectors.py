@@ -1,0 +1,66 @@
+"""Reads of the subscriptions module, for its interfaces and for other modules."""
+
+import uuid
+
+from django.db.models import Count
+
+from subscriptions.errors import SubscriptionNotFound
+from subscriptions.models import BillingPeriod, BillRun, Subscription, SubscriptionStatus
+
+ALIAS = "subscriptions"
+
+
+def subscription_counts_by_status(*, tenant_id: str | None = None) -> dict[str, int]:
+    """Return the number of subscriptions in each status, with every status present."""
+    subscriptions = Subscription.objects.using(ALIAS)
+    if tenant_id is not None:
+        subscriptions = subscriptions.filter(tenant_id=tenant_id)
+    counts = dict.fromkeys(SubscriptionStatus.values, 0)
+    rows = subscriptions.order_by().values_list("status").annotate(count=Count("id"))
+    for status, count in rows:
+        counts[status] = count
+    return counts
+
+
+def subscription_get(*, subscription_id: str) -> Subscription:
+    """Return the subscription with its plan; raise ``SubscriptionNotFound``."""
+    try:
+        canonical_id = uuid.UUID(str(subscription_id))
+    except ValueError:
+        canonical_id = None
+    subscription = None
+    if canonical_id is not None:
+        subscription = (
+            Subscription.objects.using(ALIAS)
+            .select_related("plan", "pending_plan")
+            .filter(id=canonical_id)
+            .first()
+        )
+    if subscription is None:
+        raise SubscriptionNotFound(f"subscription {subscription_id!r} does not exist")
+    return subscription
+
+
+def subscription_list_for_customer(*, tenant_id: str, customer_id: str) -> list[Subscription]:
+    """Return the customer's subscriptions, oldest first."""
+    return list(
+        Subscription.objects.using(ALIAS)
+        .select_related("plan", "pending_plan")
+        .filter(tenant_id=tenant_id, customer_id=str(customer_id).lower())
+        .order_by("created_at", "id")
+    )
+
+
+def billing_period_list(*, subscription_id: str) -> list[BillingPeriod]:
+    """Return the subscription's billed periods in date order."""
+    return list(
+        BillingPeriod.objects.using(ALIAS).filter(subscription_id=subscription_id).order_by("period_start")
+    )
+
+
+def bill_run_list(*, tenant_id: str | None = None, limit: int = 20) -> list[BillRun]:
+    """Return the latest bill runs, newest first; ``tenant_id`` narrows to runs of that tenant."""
+    runs = BillRun.objects.using(ALIAS).order_by("-started_at")
+    if tenant_id is not None:
+        runs = runs.filter(tenant_id=tenant_id)
+    return list(runs[:limit])

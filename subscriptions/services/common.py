@@ -1,0 +1,187 @@
+"""Argument checks and row lookups shared by the subscriptions services."""
+
+import re
+import uuid
+from datetime import date, datetime
+
+from billing.tenancy.selectors import tenant_exists
+from subscriptions.errors import (
+    InvalidSubscription,
+    InvalidTimestamp,
+    PlanInactive,
+    PlanNotFound,
+    SubscriptionNotFound,
+    SubscriptionsError,
+    UnknownTenant,
+)
+from subscriptions.models import BillingPeriod, Plan, Subscription
+
+# The database alias, and the bus module name, of the subscriptions module.
+ALIAS = "subscriptions"
+
+# Limits that keep quantity * unit price below 10**18, inside PostgreSQL's
+# bigint (about 9.2 * 10**18), so a period's amount can always be stored.
+MAX_UNIT_AMOUNT_MINOR = 10**12
+MAX_QUANTITY = 10**6
+
+EXTERNAL_ID_MAX_LENGTH = 100
+PLAN_CODE_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")
+
+
+def require_aware(now: datetime, name: str = "now") -> datetime:
+    """Return ``now`` if it is a timezone-aware datetime; raise ``InvalidTimestamp`` otherwise."""
+    if not isinstance(now, datetime):
+        raise InvalidTimestamp(
+            f"{name} {now!r} is not a datetime; pass an aware UTC datetime such as datetime.now(UTC)"
+        )
+    if now.tzinfo is None or now.utcoffset() is None:
+        raise InvalidTimestamp(
+            f"{name} {now!r} has no time zone; pass an aware UTC datetime such as datetime.now(UTC)"
+        )
+    return now
+
+
+def require_date(value: date, name: str, error: type[SubscriptionsError]) -> date:
+    """Return ``value`` if it is a calendar date (a datetime is rejected); raise ``error`` otherwise."""
+    if isinstance(value, datetime) or not isinstance(value, date):
+        raise error(f"{name} {value!r} is not a date; pass a datetime.date such as date(2026, 1, 31)")
+    return value
+
+
+def require_tenant(tenant_id: str) -> str:
+    """Return ``tenant_id`` if the tenant exists; raise ``UnknownTenant`` otherwise."""
+    if not isinstance(tenant_id, str) or not tenant_exists(tenant_id=tenant_id):
+        raise UnknownTenant(
+            f"tenant {tenant_id!r} does not exist; create it first with "
+            "billing.tenancy.services.tenant_ensure"
+        )
+    return tenant_id
+
+
+def is_whole_number(value) -> bool:
+    return isinstance(value, int) and not isinstance(value, bool)
+
+
+def check_customer_id(customer_id: str) -> str:
+    """Return ``customer_id`` as a lower-case hyphenated UUID string."""
+    if isinstance(customer_id, uuid.UUID):
+        return str(customer_id)
+    try:
+        return str(uuid.UUID(customer_id))
+    except (TypeError, ValueError, AttributeError):
+        raise InvalidSubscription(
+            f"customer_id {customer_id!r} is not a UUID; pass the id of the AR customer"
+        ) from None
+
+
+def check_quantity(quantity: int) -> int:
+    if not is_whole_number(quantity) or not 1 <= quantity <= MAX_QUANTITY:
+        raise InvalidSubscription(
+            f"quantity {quantity!r} is invalid; use a whole number from 1 to {MAX_QUANTITY}"
+        )
+    return quantity
+
+
+def check_price_override(price_override_minor: int | None) -> int | None:
+    if price_override_minor is None:
+        return None
+    if not is_whole_number(price_override_minor):
+        raise InvalidSubscription(
+            f"price_override_minor {price_override_minor!r} is not a whole number of minor units; "
+            "convert a decimal price with billing.money.to_minor_units, or pass None for the plan's price"
+        )
+    if price_override_minor < 0:
+        raise InvalidSubscription(
+            f"price_override_minor {price_override_minor} is negative; use zero or more minor units, "
+            "or None for the plan's price"
+        )
+    if price_override_minor > MAX_UNIT_AMOUNT_MINOR:
+        raise InvalidSubscription(
+            f"price_override_minor {price_override_minor} exceeds the maximum of "
+            f"{MAX_UNIT_AMOUNT_MINOR} minor units"
+        )
+    return price_override_minor
+
+
+def check_external_id(external_id: str | None) -> str | None:
+    if external_id is None:
+        return None
+    if not isinstance(external_id, str) or not external_id.strip():
+        raise InvalidSubscription(
+            f"external_id {external_id!r} is empty; pass the id from the source system, or None"
+        )
+    external_id = external_id.strip()
+    if len(external_id) > EXTERNAL_ID_MAX_LENGTH:
+        raise InvalidSubscription(
+            f"external_id {external_id[:20]!r}... is {len(external_id)} characters long; "
+            f"the maximum is {EXTERNAL_ID_MAX_LENGTH}"
+        )
+    return external_id
+
+
+def check_subscription_id(subscription_id: str) -> str:
+    """Return ``subscription_id`` as a canonical UUID string; raise ``SubscriptionNotFound`` otherwise."""
+    try:
+        return str(uuid.UUID(str(subscription_id)))
+    except ValueError:
+        raise SubscriptionNotFound(
+            f"subscription {subscription_id!r} does not exist: it is not a UUID"
+        ) from None
+
+
+def get_active_plan(*, tenant_id: str, plan_code: str) -> Plan:
+    """Return the tenant's plan ``plan_code``; raise unless it exists and is active."""
+    plan = Plan.objects.using(ALIAS).filter(tenant_id=tenant_id, code=plan_code).first()
+    if plan is None:
+        raise PlanNotFound(
+            f"plan {plan_code!r} does not exist in tenant {tenant_id!r}; create it with plan_upsert first"
+        )
+    if not plan.active:
+        raise PlanInactive(
+            f"plan {plan_code!r} in tenant {tenant_id!r} is inactive and takes no new subscriptions; "
+            "choose an active plan or reactivate it with plan_set_active"
+        )
+    return plan
+
+
+def check_amount_fits(*, unit_amount_minor: int, quantity: int) -> None:
+    """Raise ``InvalidSubscription`` when a period's amount would exceed what a bill may hold."""
+    if unit_amount_minor * quantity > MAX_UNIT_AMOUNT_MINOR * MAX_QUANTITY:
+        raise InvalidSubscription(
+            f"quantity {quantity} at {unit_amount_minor} minor units per unit exceeds the maximum "
+            f"amount of {MAX_UNIT_AMOUNT_MINOR * MAX_QUANTITY} minor units per period; "
+            "lower the quantity or the price"
+        )
+
+
+def lock_subscription(*, subscription_id: str, tenant_id: str | None = None) -> Subscription:
+    """Return the subscription locked for update, with its plans; raise ``SubscriptionNotFound``.
+
+    Call inside ``transaction.atomic(using=ALIAS)``. When ``tenant_id`` is
+    given, a subscription of another tenant counts as not found.
+    """
+    canonical_id = check_subscription_id(subscription_id)
+    subscriptions = (
+        Subscription.objects.using(ALIAS)
+        .select_for_update(of=("self",))
+        .select_related("plan", "pending_plan")
+    )
+    if tenant_id is not None:
+        subscriptions = subscriptions.filter(tenant_id=tenant_id)
+    subscription = subscriptions.filter(id=canonical_id).first()
+    if subscription is None:
+        where = f" in tenant {tenant_id!r}" if tenant_id is not None else ""
+        raise SubscriptionNotFound(f"subscription {subscription_id!r} does not exist{where}")
+    return subscription
+
+
+def last_billed_end(subscription: Subscription) -> date | None:
+    """Return the end of the subscription's last billed period, or None before its first bill."""
+    last = (
+        BillingPeriod.objects.using(ALIAS)
+        .filter(subscription_id=subscription.id)
+        .order_by("-period_end")
+        .values_list("period_end", flat=True)
+        .first()
+    )
+    return last
