@@ -293,9 +293,15 @@ class NatsEventBus(EventBus):
                 # with limits retention holds events nobody is bound to read.
                 self._loop.run(declare(js, self._config), timeout=60)
                 self._declared = True
-            return self._loop.run(
+            outcomes, stream_missing = self._loop.run(
                 _publish_pipelined(js, messages), timeout=PUBLISH_ACK_TIMEOUT_SECONDS + 30
             )
+            if stream_missing:
+                # A stream deleted since the declaration: declare everything
+                # again before the next publish rather than fail until someone
+                # runs `bus ensure`.
+                self._declared = False
+            return outcomes
 
     def status(self) -> list[dict]:
         with self._lock:
@@ -326,8 +332,12 @@ class NatsEventBus(EventBus):
         return self._js
 
 
-async def _publish_pipelined(js: JetStreamContext, messages: list[OutgoingMessage]) -> list[PublishOutcome]:
+async def _publish_pipelined(
+    js: JetStreamContext, messages: list[OutgoingMessage]
+) -> tuple[list[PublishOutcome], bool]:
     """Send every message before waiting for any PubAck, then collect them in order.
+
+    Return the outcomes and whether any subject had no stream to store it.
 
     Awaiting each PubAck before the next publish would cost a round trip per
     event and cap a relay at a few hundred events per second.
@@ -352,12 +362,14 @@ async def _publish_pipelined(js: JetStreamContext, messages: list[OutgoingMessag
 
     answers = await asyncio.gather(*(wait(future) for future in futures), return_exceptions=True)
     outcomes = []
+    stream_missing = False
     for message, answer in zip(messages, answers, strict=True):
         if isinstance(answer, BaseException):
+            stream_missing = stream_missing or isinstance(answer, nats.js.errors.NoStreamResponseError)
             outcomes.append(PublishOutcome(message.event_id, stored=False, error=_describe(answer, message)))
         else:
             outcomes.append(PublishOutcome(message.event_id, stored=True, duplicate=bool(answer.duplicate)))
-    return outcomes
+    return outcomes, stream_missing
 
 
 def _describe(error: BaseException, message: OutgoingMessage) -> str:

@@ -12,7 +12,7 @@ from django.utils import timezone
 from eventbus.backends import EventBus, OutgoingMessage, PublishOutcome
 from eventbus.models import OutboxState
 from eventbus.relay import relay_outbox
-from tests.eventbus.conftest import publish_probe, stream_envelopes
+from tests.eventbus.conftest import consumer_info, publish_probe, run_nats, stream_envelopes
 from tests.probe.models import OutboxEvent, ProbeCounter
 
 pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
@@ -228,3 +228,24 @@ class TestTwoRelays:
         assert early_row.state == OutboxState.PUBLISHED
         stored = [document["event_id"] for document in stream_envelopes(os.environ["NATS_URL"], "PROBE_EVENTS")]
         assert stored == [str(early.event_id), str(late["envelope"].event_id)]
+
+
+class TestDeletedStream:
+    def test_relay_declares_a_deleted_stream_again(self, nats_bus):
+        publish_probe("before")
+        assert relay_outbox(module="probe", bus=nats_bus).published == 1
+
+        async def delete(js):
+            return await js.delete_stream("PROBE_EVENTS")
+
+        assert run_nats(os.environ["NATS_URL"], delete)
+        publish_probe("after")
+
+        failed = relay_outbox(module="probe", bus=nats_bus)
+        retried = relay_outbox(module="probe", bus=nats_bus, now=lambda: timezone.now() + timedelta(minutes=5))
+
+        assert (failed.published, failed.failed) == (0, 1)
+        assert failed.errors == ["no stream stores subject probe.events.probe.value.set; run manage.py bus ensure"]
+        assert retried.published == 1
+        assert [document["payload"]["value"] for document in stream_envelopes(os.environ["NATS_URL"], "PROBE_EVENTS")] == ["after"]
+        assert consumer_info(os.environ["NATS_URL"], "PROBE_EVENTS", "probe").num_pending == 1
