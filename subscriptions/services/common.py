@@ -19,7 +19,7 @@ from subscriptions.models import BillingPeriod, Plan, Subscription
 # The database alias, and the bus module name, of the subscriptions module.
 ALIAS = "subscriptions"
 
-# Limits that keep quantity * unit price below 10**18, inside PostgreSQL's
+# Limits that keep quantity * unit price at most 10**18, inside PostgreSQL's
 # bigint (about 9.2 * 10**18), so a period's amount can always be stored.
 MAX_UNIT_AMOUNT_MINOR = 10**12
 MAX_QUANTITY = 10**6
@@ -142,16 +142,6 @@ def get_active_plan(*, tenant_id: str, plan_code: str) -> Plan:
             "choose an active plan or reactivate it with plan_set_active"
         )
     return plan
-
-
-def check_amount_fits(*, unit_amount_minor: int, quantity: int) -> None:
-    """Raise ``InvalidSubscription`` when a period's amount would exceed what a bill may hold."""
-    if unit_amount_minor * quantity > MAX_UNIT_AMOUNT_MINOR * MAX_QUANTITY:
-        raise InvalidSubscription(
-            f"quantity {quantity} at {unit_amount_minor} minor units per unit exceeds the maximum "
-            f"amount of {MAX_UNIT_AMOUNT_MINOR * MAX_QUANTITY} minor units per period; "
-            "lower the quantity or the price"
-        )
 
 
 def lock_subscription(*, subscription_id: str, tenant_id: str | None = None) -> Subscription:

@@ -15,7 +15,6 @@ from subscriptions.periods import period_on
 from subscriptions.schedule import next_period_start
 from subscriptions.services.common import (
     ALIAS,
-    check_amount_fits,
     check_customer_id,
     check_external_id,
     check_price_override,
@@ -274,7 +273,6 @@ def _schedule_plan_change(subscription: Subscription, plan: Plan, *, today: date
             f"plan {plan.code!r} bills in {plan.currency} but subscription {subscription.id} bills in "
             f"{subscription.plan.currency}; choose a plan in {subscription.plan.currency}"
         )
-    check_amount_fits(unit_amount_minor=plan.amount_minor, quantity=subscription.quantity)
 
     if plan.id == subscription.plan_id:
         if subscription.pending_plan_id is None:
@@ -324,9 +322,6 @@ def _insert_subscription(
 
     Raises ``IntegrityError`` when the external_id is taken.
     """
-    unit_amount_minor = plan.amount_minor if price_override_minor is None else price_override_minor
-    check_amount_fits(unit_amount_minor=unit_amount_minor, quantity=quantity)
-
     subscription = Subscription(
         tenant_id=tenant_id,
         external_id=external_id,
@@ -455,7 +450,6 @@ def _update_imported(
 
     subscription.quantity = quantity
     subscription.price_override_minor = price_override_minor
-    check_amount_fits(unit_amount_minor=subscription.unit_amount_minor, quantity=quantity)
     if plan_code != upcoming_plan.code:
         _require_changeable(subscription, now.date())
         plan = get_active_plan(tenant_id=subscription.tenant_id, plan_code=plan_code)
@@ -496,7 +490,6 @@ def _update_unbilled(
     subscription.customer_id = customer_id
     subscription.quantity = quantity
     subscription.price_override_minor = price_override_minor
-    check_amount_fits(unit_amount_minor=subscription.unit_amount_minor, quantity=quantity)
     _set_start(subscription, start_date, today=now.date())
     if subscription.ends_on is not None and subscription.cancel_at_period_end:
         # The period end it was canceled at moved with the new start.
