@@ -29,6 +29,10 @@ from eventbus.registry import BusModule, all_modules, stream_name
 logger = logging.getLogger(__name__)
 
 # A message handed back on shutdown is redelivered at once, to another process.
+# NOTE: JetStream counts a handed-back message as delivered, as it does every
+# message fetched by a process that crashed. A message that sits unstarted in
+# EVENTBUS_MAX_DELIVER such batches is dead-lettered without its handler ever
+# failing; replay it with `manage.py dead_letters replay`.
 HAND_BACK = DeliveryResult(Disposition.RETRY)
 
 # Seconds one pull request waits for messages before it is renewed. nats-py
@@ -57,7 +61,7 @@ class ConsumerRunner:
     async def run(self) -> None:
         client = await self._connect_with_retry()
         if client is None:
-            logger.info("Consumers stopped before NATS answered")
+            logger.info("Consumers stopped before connecting to NATS")
             return
         try:
             js = client.jetstream(timeout=5)

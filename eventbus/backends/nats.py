@@ -50,8 +50,8 @@ API_TIMEOUT_SECONDS = 5.0
 # The first version that supports several filter subjects on one consumer.
 MINIMUM_SERVER_VERSION = (2, 10)
 # Seconds the first connection may take before connect() gives up. With
-# unlimited reconnect attempts nats-py would otherwise retry forever when no
-# server answers at start-up, and a command could neither fail nor stop.
+# unlimited reconnect attempts nats-py (2.16) retries forever when no server
+# accepts the connection at start-up, so a command could neither fail nor stop.
 CONNECT_TIMEOUT_SECONDS = 5.0
 
 
@@ -60,7 +60,7 @@ async def connect(urls: list[str], *, name: str) -> Client:
 
     nats-py gives up after 60 reconnect attempts by default, which would leave
     a long-running relay or consumer disconnected for good after a long outage.
-    Raise ``BusUnavailable`` when no server answers within
+    Raise ``BusUnavailable`` when no server accepts the connection within
     ``CONNECT_TIMEOUT_SECONDS``.
     """
 
