@@ -24,10 +24,7 @@ def subscription_counts_by_status(*, tenant_id: str | None = None) -> dict[str, 
 
 def subscription_get(*, subscription_id: str) -> Subscription:
     """Return the subscription with its plan; raise ``SubscriptionNotFound``."""
-    try:
-        canonical_id = uuid.UUID(str(subscription_id))
-    except ValueError:
-        canonical_id = None
+    canonical_id = _uuid_or_none(subscription_id)
     subscription = None
     if canonical_id is not None:
         subscription = (
@@ -52,9 +49,12 @@ def subscription_list_for_customer(*, tenant_id: str, customer_id: str) -> list[
 
 
 def billing_period_list(*, subscription_id: str) -> list[BillingPeriod]:
-    """Return the subscription's billed periods in date order."""
+    """Return the subscription's billed periods in date order; none for an id that is not a UUID."""
+    canonical_id = _uuid_or_none(subscription_id)
+    if canonical_id is None:
+        return []
     return list(
-        BillingPeriod.objects.using(ALIAS).filter(subscription_id=subscription_id).order_by("period_start")
+        BillingPeriod.objects.using(ALIAS).filter(subscription_id=canonical_id).order_by("period_start")
     )
 
 
@@ -64,3 +64,10 @@ def bill_run_list(*, tenant_id: str | None = None, limit: int = 20) -> list[Bill
     if tenant_id is not None:
         runs = runs.filter(tenant_id=tenant_id)
     return list(runs[:limit])
+
+
+def _uuid_or_none(value: str) -> uuid.UUID | None:
+    try:
+        return uuid.UUID(str(value))
+    except ValueError:
+        return None

@@ -36,7 +36,7 @@ class PlanFactory(factory.django.DjangoModelFactory):
 
 
 class SubscriptionFactory(factory.Factory):
-    """Create a subscription with ``subscription_create``; pass ``plan`` or ``plan_code``."""
+    """Create a subscription with ``subscription_create``; pass ``plan`` to choose its plan."""
 
     class Meta:
         model = Subscription
