@@ -1,6 +1,8 @@
+import threading
 from datetime import date, datetime
 
 import pytest
+from django.db import connections
 
 from subscriptions.errors import (
     DuplicateExternalId,
@@ -573,3 +575,32 @@ class TestSubscriptionChangePlan:
 
         assert reload(subscription).version == 1
         assert len(outbox_payloads(CREATED)) == 1
+
+
+@pytest.mark.django_db(transaction=True, databases="__all__")
+class TestConcurrentImports:
+    def test_same_row_imported_at_once_creates_one(self):
+        PlanFactory(code="pro")
+        SubscriptionFactory()  # Creates the tenant.
+        barrier = threading.Barrier(2)
+        results, errors = [], []
+
+        def run(quantity: int):
+            try:
+                barrier.wait(timeout=30)
+                results.append(import_row(quantity=quantity))
+            except BaseException as error:  # noqa: BLE001 - reported by the assert below
+                errors.append(error)
+            finally:
+                connections.close_all()
+
+        threads = [threading.Thread(target=run, args=(quantity,)) for quantity in (1, 2)]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+
+        assert errors == []
+        assert sorted(created for _, created in results) == [False, True]
+        assert Subscription.objects.using(ALIAS).filter(external_id="legacy-17").count() == 1
+        assert len({subscription.id for subscription, _ in results}) == 1
