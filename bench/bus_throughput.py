@@ -228,7 +228,7 @@ def measure_consumer(module, count: int, timeout: float) -> float:
         thread.join(timeout=30)
     applied = inbox.count()
     if applied != count:
-        raise SystemExit(f"the inbox holds {applied} events, expected {count}")
+        raise SystemExit(f"the inbox contains {applied} events, expected {count}")
     return elapsed
 
 

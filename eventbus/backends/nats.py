@@ -64,13 +64,28 @@ async def connect(urls: list[str], *, name: str) -> Client:
     ``CONNECT_TIMEOUT_SECONDS``.
     """
 
+    # nats-py reports every failed reconnect attempt, twice a second during an
+    # outage: log the first one and count the rest.
+    failed_attempts = 0
+
     async def on_disconnected():
-        logger.warning("Disconnected from NATS", extra={"client": name})
+        if not client.is_closed:
+            logger.warning("Disconnected from NATS; reconnecting", extra={"client": name})
 
     async def on_reconnected():
-        logger.info("Reconnected to NATS at %s", client.connected_url.netloc, extra={"client": name})
+        nonlocal failed_attempts
+        logger.info(
+            "Reconnected to NATS at %s after %s failed attempt(s)",
+            client.connected_url.netloc, failed_attempts, extra={"client": name},
+        )
+        failed_attempts = 0
 
     async def on_error(error):
+        nonlocal failed_attempts
+        if not client.is_connected:
+            failed_attempts += 1
+            if failed_attempts > 1:
+                return
         logger.warning("NATS client error: %r", error, extra={"client": name})
 
     client = Client()

@@ -79,7 +79,7 @@ class TestNatsRestart:
         assert set(ProbeEffect.objects.using(ALIAS).values_list("event_id", flat=True)) == event_ids
         assert ProcessedEvent.objects.using(ALIAS).count() == 30
         assert len(stream_envelopes(nats_server.url, "PROBE_EVENTS")) == 30
-        assert "Reconnected to NATS" in caplog.text
+        assert "Reconnected to NATS at 127.0.0.1" in caplog.text
         for counter in ProbeCounter.objects.using(ALIAS).all():
             assert counter.version == 6
             assert counter.value == "round 3 v2"

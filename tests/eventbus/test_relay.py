@@ -117,8 +117,8 @@ class TestRelayOrder:
 class RecordingBus(EventBus):
     """The real bus, recording what is published and how many publishes overlap.
 
-    The first publish waits until ``release`` is set, so a second relay can
-    try its luck while the first holds the lock.
+    The first publish waits until ``release`` is set, so a second relay tries
+    to take the lock while the first one has it.
     """
 
     name = "recording"
