@@ -31,7 +31,9 @@ class SettleSummary:
     settled: bool
     events_relayed: int
     emails_sent_by_sweep: int
-    payments_charged: int
+    # Charges made by payments_retry_due: retries, and first charges a
+    # handler's after-commit step did not make.
+    payment_retries: int
     days_advanced: int
     # The simulated time the flow settled at (or gave up at).
     clock: datetime
@@ -65,17 +67,17 @@ def flow_settle(*, now: datetime, max_days: int) -> SettleSummary:
     times. Payments and their events on those days carry the simulated time.
     """
     clock = now
-    relayed = sent = charged = 0
+    relayed = sent = retried = 0
     days = 0
     while True:
         for _ in range(MAX_ROUNDS_PER_DAY):
             round_relayed = outboxes_drain()
             round_sent = notifications_send_pending(now=clock, older_than_seconds=0)
-            round_charged = payments_retry_due(as_of=clock).attempted
+            round_retried = payments_retry_due(as_of=clock).attempted
             relayed += round_relayed
             sent += round_sent
-            charged += round_charged
-            if not (round_relayed or round_sent or round_charged):
+            retried += round_retried
+            if not (round_relayed or round_sent or round_retried):
                 break
 
         pending = sum(backlog.pending for backlog in outbox_backlogs())
@@ -87,14 +89,14 @@ def flow_settle(*, now: datetime, max_days: int) -> SettleSummary:
         clock += timedelta(days=1)
 
     logger.info(
-        "Flow %s after %s simulated day(s): %s event(s) relayed, %s payment charge(s)",
-        "settled" if settled else "did not settle", days, relayed, charged,
+        "Flow %s after %s simulated day(s): %s event(s) relayed, %s payment retries",
+        "settled" if settled else "did not settle", days, relayed, retried,
     )
     return SettleSummary(
         settled=settled,
         events_relayed=relayed,
         emails_sent_by_sweep=sent,
-        payments_charged=charged,
+        payment_retries=retried,
         days_advanced=days,
         clock=clock,
         outbox_pending=pending,

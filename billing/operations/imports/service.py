@@ -50,10 +50,12 @@ ProgressCallback = Callable[[int, int], None]
 class ImportSummary:
     rows_read: int = 0
     imported: int = 0
+    # Rows whose subscription existed already; what the file changes is applied.
     updated: int = 0
     rejected: int = 0
     plans_created: int = 0
-    plans_updated: int = 0
+    # Plans that existed before this import; each is updated where the file changes it.
+    plans_existing: int = 0
     elapsed_seconds: float = 0.0
     dry_run: bool = False
     rejections: list[RowRejection] = field(default_factory=list)
@@ -163,7 +165,7 @@ def _plans_write(rows: list[ImportRow], tenant_id: str, now: datetime, summary: 
             failed[terms.code] = f"plan {terms.code!r} was not saved: {error}"
             continue
         summary.plans_created += created
-        summary.plans_updated += not created
+        summary.plans_existing += not created
 
     kept = []
     for row in rows:

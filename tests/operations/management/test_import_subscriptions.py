@@ -75,7 +75,7 @@ class TestDefaultLayout:
             "imported: 2",
             "updated: 0",
             "rejected: 0",
-            "plans created: 2, plans updated: 0",
+            "plans created: 2, plans already present: 0",
         ]
         first = customer_contact(customer_id=customer_of("C-1"))
         assert (first.name, first.email, first.currency) == ("Ada Lovelace", "ada@example.com", "USD")
@@ -107,7 +107,7 @@ class TestDefaultLayout:
         lines = run_import(changed)
 
         assert lines[1:5] == ["rows read: 2", "imported: 0", "updated: 2", "rejected: 0"]
-        assert lines[5] == "plans created: 0, plans updated: 1"
+        assert lines[5] == "plans created: 0, plans already present: 1"
         assert subscription_counts_by_status(tenant_id=TENANT)["active"] == 2
         assert subscription_of("C-1").quantity == 4
         assert customer_contact(customer_id=customer_of("C-1")).name == "Ada King"
@@ -141,7 +141,7 @@ class TestDefaultLayout:
             "imported: 1",
             "updated: 0",
             "rejected: 7",
-            "plans created: 1, plans updated: 0",
+            "plans created: 1, plans already present: 0",
         ]
         assert customer_of("C-1") is not None
         for external_id in ("C-2", "C-3", "C-4", "C-5", "C-6", "C-8"):
@@ -301,7 +301,7 @@ class TestTelcoMapping:
             "imported: 5",
             "updated: 0",
             "rejected: 0",
-            "plans created: 4, plans updated: 0",
+            "plans created: 4, plans already present: 0",
         ]
         contact = customer_contact(customer_id=customer_of("1111-AAAAA"))
         assert (contact.name, contact.email) == ("Customer 1111-AAAAA", "1111-aaaaa@example.com")
@@ -330,6 +330,6 @@ class TestTelcoMapping:
         lines = run_import(path, "--mapping", str(mapping))
 
         assert lines[1:6] == [
-            "rows read: 5", "imported: 0", "updated: 5", "rejected: 0", "plans created: 0, plans updated: 4",
+            "rows read: 5", "imported: 0", "updated: 5", "rejected: 0", "plans created: 0, plans already present: 4",
         ]
         assert sum(subscription_counts_by_status(tenant_id=TENANT).values()) == 5

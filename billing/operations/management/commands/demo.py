@@ -21,7 +21,7 @@ from billing.operations.status import billing_status, status_lines
 from subscriptions.services import bill_run_execute
 
 # Simulated days the demo may move its clock forward for payment retries;
-# the default retry schedule retries 1, 3 and 5 days after a failure.
+# the default schedule retries 1, 3 and 5 days after the first failure.
 DEFAULT_MAX_DAYS = 10
 
 
@@ -86,7 +86,7 @@ class Command(BaseCommand):
 
         settle = flow_settle(now=now, max_days=options["max_days"])
         report.write(
-            f"Relayed {settle.events_relayed} event(s), charged {settle.payments_charged} payment(s), "
+            f"Relayed {settle.events_relayed} event(s), retried {settle.payment_retries} payment(s), "
             f"moved the clock {settle.days_advanced} day(s) for retries"
         )
 

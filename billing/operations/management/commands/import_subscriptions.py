@@ -73,7 +73,7 @@ class Command(BaseCommand):
         self.stdout.write(f"{verb}updated: {summary.updated}")
         self.stdout.write(f"rejected: {summary.rejected}")
         if not summary.dry_run:
-            self.stdout.write(f"plans created: {summary.plans_created}, plans updated: {summary.plans_updated}")
+            self.stdout.write(f"plans created: {summary.plans_created}, plans already present: {summary.plans_existing}")
         self.stdout.write(f"elapsed seconds: {summary.elapsed_seconds:.2f}")
 
     def _write_progress(self, done: int, total: int) -> None:
