@@ -45,6 +45,9 @@ def csv_table_read(path: Path) -> CsvTable:
     A UTF-8 byte-order mark is dropped, blank lines and rows whose cells are
     all blank are skipped, and cells are stripped of surrounding spaces.
     Columns with a blank header name are ignored.
+
+    NOTE: every record stays in memory, so that the whole file is validated
+    before the first write; a file of millions of rows is better split.
     """
     try:
         handle = open(path, "rb")
