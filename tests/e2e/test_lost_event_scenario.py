@@ -1,7 +1,7 @@
 """The scenario that lost an event in the system this project replaces.
 
 An invoice's collection request was published before the payments consumer
-had ever subscribed; on core NATS it vanished and the invoice stayed unpaid.
+had ever subscribed. On core NATS it vanished, and the invoice stayed unpaid.
 Here the request waits in JetStream for the payments durable consumer.
 """
 
