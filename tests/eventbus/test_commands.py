@@ -260,6 +260,28 @@ class TestRunConsumersCommand:
         assert str(raised.value) == f"unknown bus module 'nope'; registered modules: {registered_modules()}"
 
 
+class TestRunConsumersMisconfigured:
+    pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+
+    def test_memory_stream_stops_the_command(self, nats_bus):
+        from nats.js.api import StorageType, StreamConfig
+
+        from tests.eventbus.conftest import run_nats
+
+        async def work(js):
+            await js.add_stream(StreamConfig(name="PROBE_EVENTS", subjects=["probe.events.>"], storage=StorageType.MEMORY))
+
+        run_nats(os.environ["NATS_URL"], work)
+
+        with pytest.raises(CommandError) as raised:
+            run("run_consumers", "--module", "probe")
+
+        assert str(raised.value) == (
+            "stream PROBE_EVENTS uses memory storage but must be file-backed; move its messages "
+            "elsewhere, delete it (nats stream rm PROBE_EVENTS) and run manage.py bus ensure"
+        )
+
+
 @pytest.fixture
 def fresh_database():
     """A new, empty PostgreSQL database on the test server; dropped afterwards."""

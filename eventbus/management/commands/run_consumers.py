@@ -29,5 +29,9 @@ class Command(BaseCommand):
             raise CommandError(str(error)) from error
 
         self.stdout.write(f"Consuming for {', '.join(module.name for module in modules)}; stop with Ctrl-C")
-        processed = run_consumers_until_signalled(modules)
+        try:
+            processed = run_consumers_until_signalled(modules)
+        except EventBusError as error:
+            # A stream or consumer that cannot be declared as the code needs it.
+            raise CommandError(str(error)) from error
         self.stdout.write(f"Stopped after {processed} message(s)")
