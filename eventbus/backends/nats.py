@@ -35,6 +35,7 @@ from nats.js.api import (
 
 from eventbus.backends.base import EventBus, OutgoingMessage, PublishOutcome
 from eventbus.conf import BusSettings
+from eventbus.envelope import subject_for
 from eventbus.errors import BusMisconfigured, BusUnavailable, EventBusError
 from eventbus.registry import BusModule, all_modules, stream_name
 
@@ -169,6 +170,7 @@ async def declare(js: JetStreamContext, config: BusSettings, modules: list[BusMo
     try:
         for module in modules:
             changes.extend(await _declare_stream(js, stream_config(module.name, config)))
+        await _verify_coverage(js, modules)
         for module in modules:
             for producer in module.handlers.producers():
                 changes.extend(
@@ -179,6 +181,27 @@ async def declare(js: JetStreamContext, config: BusSettings, modules: list[BusMo
     except (TimeoutError, nats.errors.Error) as error:
         raise BusUnavailable(f"JetStream did not answer while declaring streams: {error!r}") from error
     return changes
+
+
+async def _verify_coverage(js: JetStreamContext, modules: list[BusModule]) -> None:
+    """Check that the server stores every consumed subject in its producer's stream.
+
+    A subject that no stream stores would be accepted by core NATS and lost.
+    """
+    for module in modules:
+        for event_type in module.handlers.event_types():
+            subject = subject_for(event_type.name)
+            expected = stream_name(event_type.producer)
+            try:
+                found = await js.find_stream_name_by_subject(subject)
+            except nats.js.errors.NotFoundError:
+                found = None
+            if found != expected:
+                raise BusMisconfigured(
+                    f"subject {subject}, which module {module.name!r} consumes, is stored by "
+                    f"{found or 'no stream'} instead of {expected}; register module "
+                    f"{event_type.producer!r} on the bus and run manage.py bus ensure"
+                )
 
 
 async def _declare_stream(js: JetStreamContext, wanted: StreamConfig) -> list[str]:

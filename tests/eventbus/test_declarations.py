@@ -94,3 +94,39 @@ class TestStreamDrift:
 
         assert str(raised.value) == expected
         assert str(command_error.value) == expected
+
+
+class TestSubjectCoverage:
+    def test_consumed_subject_in_a_foreign_stream_is_reported(self, nats_bus):
+        from dataclasses import dataclass
+
+        from eventbus.backends.nats import declare
+        from eventbus.conf import bus_settings
+        from eventbus.registry import BusModule, HandlerRegistry
+        from eventbus.schema import EventType
+
+        @dataclass(frozen=True)
+        class Ghost:
+            value: str
+
+        handlers = HandlerRegistry()
+        handlers.on(EventType("ghost.thing.happened", Ghost))(lambda envelope, payload: None)
+        probe = get_module("probe")
+        consumer = BusModule(
+            name="watcher", alias=probe.alias, outbox=probe.outbox, inbox=probe.inbox,
+            dead_letters=probe.dead_letters, handlers=handlers,
+        )
+
+        async def work(js):
+            # A stream that is not GHOST_EVENTS captures the ghost module's subjects.
+            await js.add_stream(StreamConfig(name="STRAY", subjects=["ghost.events.>"]))
+            return await declare(js, bus_settings(), [consumer])
+
+        with pytest.raises(BusMisconfigured) as raised:
+            run_nats(nats_url(), work)
+
+        assert str(raised.value) == (
+            "subject ghost.events.ghost.thing.happened, which module 'watcher' consumes, is stored "
+            "by STRAY instead of GHOST_EVENTS; register module 'ghost' on the bus and run "
+            "manage.py bus ensure"
+        )
