@@ -83,17 +83,27 @@ def main() -> int:
             processes.append(_spawn(environment, "run_consumers", name=f"consumers-{number}"))
         processes.append(_spawn(environment, "relay_outbox", "--follow", "--interval", "0.2", name="relay"))
 
+        # Read the figures in this process: a manage.py process per look
+        # would take a CPU core of its own on a small machine.
+        os.environ.update(environment)
+        import django
+
+        django.setup()
+        from billing.operations.status import billing_status
+        from eventbus.backends import get_bus
+
         invoices_created_at = None
         looks: list[str] = []
         while time.monotonic() - started < args.timeout:
             time.sleep(POLL_SECONDS)
-            status = json.loads(_manage(environment, "billing_status", "--json"))
-            bus = json.loads(_manage(environment, "bus", "status", "--json"))
+            status = billing_status()
             invoices = sum(item["count"] for by_currency in status["invoices"].values() for item in by_currency.values())
             if invoices_created_at is None and invoices >= bill_run["periods_billed"]:
                 invoices_created_at = time.monotonic()
             consumers_idle = all(
-                row.get("pending", 0) == 0 and row.get("ack_pending", 0) == 0 for row in bus["bus"] if "consumer" in row
+                row.get("pending", 0) == 0 and row.get("ack_pending", 0) == 0
+                for row in get_bus().status()
+                if "consumer" in row
             )
             drained = not any(status["outbox_pending"].values())
             looks.append(json.dumps(status, sort_keys=True) if drained and consumers_idle else "")
@@ -106,6 +116,10 @@ def main() -> int:
         figures["invoices_created_seconds"] = round((invoices_created_at or settled_at) - started, 1)
         figures["settled_seconds"] = round(settled_at - started, 1)
         figures["status"] = status
+        get_bus().close()
+        from django.db import connections
+
+        connections.close_all()
     finally:
         for process in processes:
             if process.poll() is None:
