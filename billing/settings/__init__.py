@@ -188,3 +188,40 @@ CELERY_BEAT_SCHEDULE = {
         "options": {"expires": 50},
     },
 }
+
+# REST API under /api/v1/ (billing/api).
+INSTALLED_APPS += ["django_filters", "drf_spectacular"]
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["billing.api.authentication.ApiKeyAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["billing.api.parsers.BoundedJSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_PAGINATION_CLASS": "billing.api.pagination.CreatedCursorPagination",
+    "PAGE_SIZE": 50,
+    "DEFAULT_FILTER_BACKENDS": ["django_filters.rest_framework.DjangoFilterBackend"],
+    "DEFAULT_THROTTLE_CLASSES": ["billing.api.throttling.ApiKeyRateThrottle"],
+    # Per API key. 600 a minute (10 a second) covers a client syncing its
+    # catalogue or polling invoices, and stops a runaway loop from starving
+    # other tenants. The count lives in the cache, so it is per process with
+    # the default local-memory cache.
+    "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_PER_KEY", "600/minute")},
+    "EXCEPTION_HANDLER": "billing.api.errors.exception_handler",
+    "DEFAULT_SCHEMA_CLASS": "billing.api.schema.ApiAutoSchema",
+    "UNAUTHENTICATED_USER": None,
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Billing platform API",
+    "DESCRIPTION": "Customers, plans, subscriptions, bill runs, invoices, payments and the event bus.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+# Request bodies above this many bytes are rejected with 413; the largest
+# real body (a plan or a customer) is under 1 KiB.
+DATA_UPLOAD_MAX_MEMORY_SIZE = env_int("DATA_UPLOAD_MAX_MEMORY_SIZE", default=64 * 1024)
+# Relay the outboxes after each successful API write, so work started through
+# the API finishes in the web process when no relay or consumer runs.
+API_DRAIN_OUTBOXES_AFTER_WRITE = env_bool(
+    "API_DRAIN_OUTBOXES_AFTER_WRITE", default=EVENTBUS["BACKEND"] == "inprocess"
+)
+MIDDLEWARE += ["billing.api.middleware.OutboxDrainMiddleware"]
