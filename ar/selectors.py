@@ -1,7 +1,9 @@
 """Reads of the ar module; other modules may call these, never the models.
 
 Every function returns plain values or frozen dataclasses, so no model
-instance leaves the module. Ids are UUID strings; an id that is not a UUID
+instance leaves the module, except the ``*_queryset`` functions: they serve
+this module's REST API, whose cursor pagination needs a queryset, and other
+modules must not call them. Ids are UUID strings; an id that is not a UUID
 finds nothing.
 """
 
@@ -158,6 +160,21 @@ def invoice_totals_by_status(*, tenant_id: str | None = None) -> dict[str, dict[
             "amount_minor": row["amount_minor"],
         }
     return totals
+
+
+def customer_queryset(*, tenant_id: str):
+    """Return the tenant's customers as a queryset, for this module's API."""
+    return Customer.objects.using(ALIAS).filter(tenant_id=tenant_id)
+
+
+def invoice_queryset(*, tenant_id: str):
+    """Return the tenant's invoices with their lines as a queryset, for this module's API."""
+    return (
+        Invoice.objects.using(ALIAS)
+        .filter(tenant_id=tenant_id)
+        .select_related("customer")
+        .prefetch_related("lines")
+    )
 
 
 def _summary(invoice: Invoice) -> InvoiceSummary:

@@ -1,0 +1,1 @@
+"""REST API of the ar module: customers and invoices."""
