@@ -20,6 +20,7 @@ from eventbus.backends import EventBus, OutgoingMessage, PublishOutcome, get_bus
 from eventbus.conf import bus_settings
 from eventbus.errors import EventBusError
 from eventbus.locks import relay_lock
+from eventbus.metrics import EVENTS_PUBLISH_FAILED, EVENTS_RELAYED, event_type_of_subject
 from eventbus.models import OutboxState
 from eventbus.registry import BusModule, get_module
 
@@ -97,7 +98,7 @@ def _claim(bus_module: BusModule, batch_size: int, moment: datetime) -> list:
         .order_by("id")
         .only(
             "id", "event_id", "subject", "body", "aggregate_type", "aggregate_id",
-            "publish_attempts", "next_attempt_at",
+            "publish_attempts", "next_attempt_at", "tenant_id", "correlation_id",
         )[:batch_size]
     )
 
@@ -157,6 +158,10 @@ def _publish_in_waves(bus_module, bus, rows, result, now, after_publish) -> None
         _mark_failed(bus_module, failures, now())
         result.published += len(stored)
         result.failed += len(failures)
+        for row in stored:
+            EVENTS_RELAYED.labels(module=bus_module.name, event_type=event_type_of_subject(row.subject)).inc()
+        for row, _ in failures:
+            EVENTS_PUBLISH_FAILED.labels(module=bus_module.name, event_type=event_type_of_subject(row.subject)).inc()
         for row, outcome in failures:
             failed_aggregates.add((row.aggregate_type, row.aggregate_id))
             if outcome.error not in result.errors:
@@ -179,10 +184,17 @@ def _mark_published(bus_module: BusModule, rows: list, moment: datetime) -> None
 def _mark_failed(bus_module: BusModule, failures: list, moment: datetime) -> None:
     if not failures:
         return
+    first = failures[0][0]
     logger.warning(
         "Publishing %s event(s) from %s failed, first error: %s",
         len(failures), bus_module.name, failures[0][1].error,
-        extra={"bus_module": bus_module.name, "event_id": str(failures[0][0].event_id)},
+        extra={
+            "bus_module": bus_module.name,
+            "event_id": str(first.event_id),
+            "event_type": event_type_of_subject(first.subject),
+            "tenant_id": first.tenant_id,
+            "correlation_id": str(first.correlation_id),
+        },
     )
     manager = bus_module.outbox.objects.using(bus_module.alias)
     with transaction.atomic(using=bus_module.alias):
@@ -194,6 +206,42 @@ def _mark_failed(bus_module: BusModule, failures: list, moment: datetime) -> Non
                 last_error=outcome.error[:2000],
                 next_attempt_at=moment + timedelta(seconds=delay),
             )
+
+
+class OutboxEventNotPending(EventBusError):
+    code = "outbox_event_not_pending"
+
+
+def outbox_retry_now(*, module: str, outbox_id: int) -> None:
+    """Make a pending outbox row due at once, so the next relay pass publishes it.
+
+    Clears ``next_attempt_at`` and keeps ``publish_attempts`` and
+    ``last_error``, which the next attempt overwrites. Raises
+    ``OutboxEventNotPending`` when the row does not exist or is published.
+    """
+    bus_module = get_module(module)
+    with transaction.atomic(using=bus_module.alias):
+        row = (
+            bus_module.outbox.objects.using(bus_module.alias)
+            .select_for_update()
+            .filter(id=outbox_id)
+            .only("id", "state", "event_type")
+            .first()
+        )
+        if row is None:
+            raise OutboxEventNotPending(
+                f"outbox row {outbox_id} does not exist in module {module!r}; it may have been "
+                "published and purged"
+            )
+        if row.state != OutboxState.PENDING:
+            raise OutboxEventNotPending(
+                f"outbox row {outbox_id} ({row.event_type}) in module {module!r} is already "
+                f"{row.state}; only a pending row can be retried"
+            )
+        bus_module.outbox.objects.using(bus_module.alias).filter(id=outbox_id).update(next_attempt_at=None)
+    logger.info(
+        "Outbox row %s in %s set to retry now", outbox_id, module, extra={"bus_module": module}
+    )
 
 
 def relay_follow(
