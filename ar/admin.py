@@ -1,4 +1,4 @@
-"""Admin pages for customers and invoices.
+"""Admin pages for customers, invoices and ar's event tables.
 
 Invoices, their lines and both ledgers are read-only here: amounts, states
 and numbers change only through the ar services, which the two invoice
@@ -7,7 +7,7 @@ Amounts show in major units with their currency ("29.85 USD").
 """
 
 from django import forms
-from django.contrib import admin, messages
+from django.contrib import admin
 from django.core.exceptions import ValidationError
 from django.utils import timezone
 
@@ -15,12 +15,20 @@ from ar.errors import ArError
 from ar.models import (
     Customer,
     CustomerCreditEntry,
+    DeadLetter,
     Invoice,
     InvoiceLine,
+    OutboxEvent,
     PaymentApplication,
+    ProcessedEvent,
 )
 from ar.services import customer_upsert, customer_validate, invoice_mark_uncollectible, invoice_void
 from billing.money import InvalidMoney, format_major
+from eventbus.admin import DeadLetterAdmin, OutboxEventAdmin, ProcessedEventAdmin, ServiceOnlyAdmin
+
+admin.site.register(OutboxEvent, OutboxEventAdmin)
+admin.site.register(ProcessedEvent, ProcessedEventAdmin)
+admin.site.register(DeadLetter, DeadLetterAdmin)
 
 
 def money(amount_minor: int | None, currency: str) -> str:
@@ -157,10 +165,15 @@ class PaymentApplicationInline(ReadOnlyInline):
 
 
 @admin.register(Invoice)
-class InvoiceAdmin(admin.ModelAdmin):
-    list_display = ["number", "customer", "status", "total", "amount_due", "issued_on", "due_on", "tenant_id"]
-    list_filter = ["status", "currency", "tenant_id"]
-    search_fields = ["number", "customer__name", "customer__email", "=id", "=billing_period_id", "=subscription_id"]
+class InvoiceAdmin(ServiceOnlyAdmin):
+    list_display = [
+        "number", "customer", "status", "total", "amount_due", "issued_on", "due_on", "tenant_id",
+    ]
+    list_filter = ["status", "tenant_id", "issued_on", "currency"]
+    search_fields = [
+        "number", "customer__external_id", "customer__name", "customer__email",
+        "=id", "=billing_period_id", "=subscription_id",
+    ]
     list_select_related = ["customer"]
     date_hierarchy = "issued_on"
     inlines = [InvoiceLineInline, PaymentApplicationInline]
@@ -172,12 +185,6 @@ class InvoiceAdmin(admin.ModelAdmin):
         "subscription_id", "billing_period_id", "version", "created_at", "updated_at",
     ]
     readonly_fields = fields
-
-    def has_add_permission(self, request):
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
 
     @admin.display(description="subtotal")
     def subtotal(self, invoice: Invoice) -> str:
@@ -199,22 +206,18 @@ class InvoiceAdmin(admin.ModelAdmin):
     def amount_due(self, invoice: Invoice) -> str:
         return money(invoice.amount_due_minor, invoice.currency)
 
-    @admin.action(description="Void selected open invoices")
+    @admin.action(description="Void selected open invoices", permissions=["service"])
     def void_invoices(self, request, queryset):
-        self._run_each(request, queryset, invoice_void, "voided")
+        def void(invoice: Invoice) -> str:
+            voided = invoice_void(invoice_id=str(invoice.id), now=timezone.now())
+            return f"Invoice {voided.number} voided."
 
-    @admin.action(description="Mark selected open invoices uncollectible")
+        self.run_each(request, queryset, void, ArError)
+
+    @admin.action(description="Mark selected open invoices uncollectible", permissions=["service"])
     def mark_invoices_uncollectible(self, request, queryset):
-        self._run_each(request, queryset, invoice_mark_uncollectible, "marked uncollectible")
+        def mark(invoice: Invoice) -> str:
+            marked = invoice_mark_uncollectible(invoice_id=str(invoice.id), now=timezone.now())
+            return f"Invoice {marked.number} marked uncollectible."
 
-    def _run_each(self, request, queryset, service, past_tense: str) -> None:
-        done = 0
-        for invoice_id in queryset.values_list("id", flat=True):
-            try:
-                service(invoice_id=str(invoice_id), now=timezone.now())
-            except ArError as error:
-                self.message_user(request, str(error), level=messages.ERROR)
-            else:
-                done += 1
-        if done:
-            self.message_user(request, f"{done} invoice(s) {past_tense}.", level=messages.SUCCESS)
+        self.run_each(request, queryset, mark, ArError)

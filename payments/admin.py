@@ -1,13 +1,26 @@
-"""Admin pages: payment methods (edited through payment_method_upsert) and payments, read-only."""
+"""Admin pages: payment methods (edited through payment_method_upsert), payments with
+their attempts (read-only) and the module's event tables."""
 
 from django import forms
 from django.contrib import admin
 from django.utils import timezone
 
 from billing.money import format_major
+from eventbus.admin import DeadLetterAdmin, OutboxEventAdmin, ProcessedEventAdmin, ServiceOnlyAdmin
 from payments.errors import InvalidPaymentMethod
-from payments.models import Payment, PaymentAttempt, PaymentMethod
+from payments.models import (
+    DeadLetter,
+    OutboxEvent,
+    Payment,
+    PaymentAttempt,
+    PaymentMethod,
+    ProcessedEvent,
+)
 from payments.services import payment_method_upsert, payment_method_validate
+
+admin.site.register(OutboxEvent, OutboxEventAdmin)
+admin.site.register(ProcessedEvent, ProcessedEventAdmin)
+admin.site.register(DeadLetter, DeadLetterAdmin)
 
 
 class PaymentMethodForm(forms.ModelForm):
@@ -47,9 +60,9 @@ class PaymentMethodForm(forms.ModelForm):
 @admin.register(PaymentMethod)
 class PaymentMethodAdmin(admin.ModelAdmin):
     form = PaymentMethodForm
-    list_display = ["customer_id", "kind", "token", "is_default", "tenant_id", "updated_at"]
+    list_display = ["customer_id", "kind", "token", "is_default", "tenant_id", "created_at", "updated_at"]
     list_filter = ["kind", "is_default", "tenant_id"]
-    search_fields = ["customer_id", "token"]
+    search_fields = ["customer_id", "token", "=id"]
     readonly_fields = ["is_default", "created_at", "updated_at"]
 
     def get_readonly_fields(self, request, obj=None):
@@ -93,13 +106,25 @@ class PaymentAttemptInline(admin.TabularInline):
     def has_add_permission(self, request, obj=None):
         return False
 
+    def has_change_permission(self, request, obj=None):
+        return False
+
+    def has_delete_permission(self, request, obj=None):
+        return False
+
 
 @admin.register(Payment)
-class PaymentAdmin(admin.ModelAdmin):
+class PaymentAdmin(ServiceOnlyAdmin):
+    """Payments come from AR's collection requests only, and change only through the payment services."""
+
     inlines = [PaymentAttemptInline]
-    list_display = ["invoice_number", "customer_id", "amount", "status", "attempt_count", "next_attempt_at", "tenant_id"]
-    list_filter = ["status", "currency", "tenant_id"]
-    search_fields = ["invoice_id", "invoice_number", "customer_id", "idempotency_key"]
+    list_display = [
+        "invoice_number", "customer_id", "amount", "status", "attempt_count", "first_failed_at",
+        "next_attempt_at", "created_at", "tenant_id",
+    ]
+    list_filter = ["status", "currency", "tenant_id", "created_at"]
+    search_fields = ["invoice_id", "invoice_number", "customer_id", "idempotency_key", "=id"]
+    date_hierarchy = "created_at"
     fields = [
         "id", "tenant_id", "invoice_id", "invoice_number", "customer_id", "amount", "status",
         "attempt_count", "first_failed_at", "next_attempt_at", "succeeded_at", "failed_at",
@@ -110,10 +135,3 @@ class PaymentAdmin(admin.ModelAdmin):
     @admin.display(description="amount", ordering="amount_minor")
     def amount(self, payment: Payment) -> str:
         return format_major(payment.amount_minor, payment.currency)
-
-    def has_add_permission(self, request):
-        # Payments come from AR's collection requests only.
-        return False
-
-    def has_delete_permission(self, request, obj=None):
-        return False
