@@ -102,7 +102,8 @@ class SubscriptionAdmin(ServiceOnlyAdmin):
             canceled = subscription_cancel(
                 subscription_id=str(subscription.id), at_period_end=at_period_end, now=timezone.now()
             )
-            return f"Subscription {canceled.id} is canceled; its service ends on {canceled.ends_on}."
+            state = "will be canceled" if at_period_end else "is canceled"
+            return f"Subscription {canceled.id} {state}; its service ends on {canceled.ends_on}."
 
         self.run_each(request, queryset, cancel, SubscriptionsError)
 

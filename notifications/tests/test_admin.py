@@ -50,3 +50,21 @@ class TestNotificationAdmin:
         assert detail.status_code == 200
         assert b'name="_save"' not in detail.content
         assert delete.status_code == 403
+
+    def test_change_page_renders(self, admin_client):
+        notification = NotificationFactory(invoice_number="INV-2026-0042", subject="Receipt for INV-2026-0042")
+
+        response = admin_client.get(f"{CHANGELIST}{notification.id}/change/")
+
+        assert response.status_code == 200
+        assert b"Receipt for INV-2026-0042" in response.content
+        assert b'name="status"' not in response.content
+
+    def test_search_by_invoice_number(self, admin_client):
+        NotificationFactory(recipient="ada@example.com", invoice_number="INV-2026-0042")
+        NotificationFactory(recipient="grace@example.com", invoice_number="INV-2026-0043")
+
+        response = admin_client.get(CHANGELIST, {"q": "INV-2026-0042"})
+
+        assert b"ada@example.com" in response.content
+        assert b"grace@example.com" not in response.content

@@ -81,3 +81,70 @@ class TestPaymentMethodAdmin:
         method.refresh_from_db()
         assert method.kind == "bank_debit"
         assert method.is_default is True
+
+
+class TestPaymentAdminLists:
+    @pytest.mark.parametrize(
+        ("query", "expected"),
+        [
+            ({"status__exact": "failed"}, ["INV-FAILED"]),
+            ({"status__exact": "pending"}, ["INV-PENDING"]),
+            ({"tenant_id": "tenant-b"}, ["INV-FAILED"]),
+            ({"q": "INV-PEND"}, ["INV-PENDING"]),
+        ],
+    )
+    def test_filters_and_search(self, admin_client, query, expected):
+        PaymentFactory(invoice_number="INV-PENDING")
+        PaymentFactory(invoice_number="INV-FAILED", status="failed", tenant_id="tenant-b", next_attempt_at=None,
+                       failed_at=REQUESTED_AT)
+
+        response = admin_client.get(reverse("admin:payments_payment_changelist"), query)
+
+        assert response.status_code == 200
+        assert [payment.invoice_number for payment in response.context["cl"].result_list] == expected
+
+    def test_search_by_customer_id(self, admin_client):
+        wanted = PaymentFactory()
+        PaymentFactory()
+
+        response = admin_client.get(reverse("admin:payments_payment_changelist"), {"q": wanted.customer_id})
+
+        assert [payment.id for payment in response.context["cl"].result_list] == [wanted.id]
+
+    def test_change_and_delete_are_rejected(self, admin_client):
+        payment = PaymentFactory(amount_minor=2985)
+
+        changed = admin_client.post(
+            reverse("admin:payments_payment_change", args=[payment.id]), {"status": "succeeded"}
+        )
+        deleted = admin_client.post(reverse("admin:payments_payment_delete", args=[payment.id]), {"post": "yes"})
+
+        assert changed.status_code == 403
+        assert deleted.status_code == 403
+        payment.refresh_from_db()
+        assert (payment.status, payment.amount_minor) == ("pending", 2985)
+
+
+class TestPaymentMethodAdminLists:
+    def test_changelist_and_change_page_render(self, admin_client):
+        method = PaymentMethodFactory(token="tok_visa_4242")
+
+        listed = admin_client.get(reverse("admin:payments_paymentmethod_changelist"))
+        shown = admin_client.get(reverse("admin:payments_paymentmethod_change", args=[method.id]))
+
+        assert listed.status_code == 200
+        assert "tok_visa_4242" in listed.text
+        assert shown.status_code == 200
+        # A stored method keeps its customer and token.
+        assert 'name="token"' not in shown.text
+        assert 'name="customer_id"' not in shown.text
+
+    def test_filter_and_search(self, admin_client):
+        card = PaymentMethodFactory(token="tok_card", kind="card")
+        PaymentMethodFactory(token="tok_bank", kind="bank_debit")
+
+        filtered = admin_client.get(reverse("admin:payments_paymentmethod_changelist"), {"kind__exact": "card"})
+        searched = admin_client.get(reverse("admin:payments_paymentmethod_changelist"), {"q": card.customer_id})
+
+        assert [method.token for method in filtered.context["cl"].result_list] == ["tok_card"]
+        assert [method.token for method in searched.context["cl"].result_list] == ["tok_card"]
