@@ -7,6 +7,7 @@ backends share the inbox, retry and dead-letter rules.
 import enum
 import hashlib
 import logging
+import time
 import traceback
 from dataclasses import dataclass
 
@@ -17,6 +18,13 @@ from eventbus.conf import bus_settings
 from eventbus.context import handling
 from eventbus.envelope import Envelope
 from eventbus.errors import InvalidEnvelope, InvalidPayload
+from eventbus.metrics import (
+    EVENTS_CONSUMED,
+    EVENTS_DEAD_LETTERED,
+    EVENTS_FAILED,
+    HANDLER_DURATION,
+    event_type_of_subject,
+)
 from eventbus.models import DeadLetterReason, DeadLetterStatus
 from eventbus.registry import BusModule
 
@@ -103,9 +111,13 @@ def deliver(
             module, subject, body, envelope, delivery, DeadLetterReason.INVALID_PAYLOAD, str(error)
         )
 
+    metric_labels = {"module": module.name, "event_type": envelope.event_type}
+    started = time.perf_counter()
     try:
         applied = apply(module=module, envelope=envelope, handler=subscription.handler, payload=payload)
     except Exception as error:
+        HANDLER_DURATION.labels(**metric_labels).observe(time.perf_counter() - started)
+        EVENTS_FAILED.labels(**metric_labels).inc()
         # A cut connection must not poison the next message's transaction.
         _discard_broken_connection(module.alias)
         log_extra = _log_extra(module, envelope, delivery)
@@ -122,6 +134,8 @@ def deliver(
         )
         return DeliveryResult(Disposition.RETRY, delay=delay)
 
+    HANDLER_DURATION.labels(**metric_labels).observe(time.perf_counter() - started)
+    EVENTS_CONSUMED.labels(**metric_labels).inc()
     if not applied:
         logger.info("Skipped duplicate delivery", extra=_log_extra(module, envelope, delivery))
         return DeliveryResult(Disposition.ACK, duplicate=True)
@@ -167,10 +181,13 @@ def _dead_letter(
     error: str,
 ) -> DeliveryResult:
     message_key = str(envelope.event_id) if envelope else "sha256:" + hashlib.sha256(body).hexdigest()[:56]
+    if envelope is not None:
+        log_extra = {**_log_extra(module, envelope, delivery), "message_key": message_key}
+    else:
+        log_extra = {"bus_module": module.name, "message_key": message_key, "delivery": delivery}
     logger.error(
         "Dead-lettered message on %s: %s: %s",
-        subject, reason, error.splitlines()[0] if error else "",
-        extra={"bus_module": module.name, "message_key": message_key, "delivery": delivery},
+        subject, reason, error.splitlines()[0] if error else "", extra=log_extra,
     )
     with transaction.atomic(using=module.alias):
         dead_letter, created = module.dead_letters.objects.using(module.alias).get_or_create(
@@ -196,6 +213,11 @@ def _dead_letter(
             dead_letter.deliveries = delivery
             dead_letter.resolved_at = None
             dead_letter.save(update_fields=["status", "reason", "error", "deliveries", "resolved_at"])
+    EVENTS_DEAD_LETTERED.labels(
+        module=module.name,
+        event_type=envelope.event_type if envelope else event_type_of_subject(subject),
+        reason=reason,
+    ).inc()
     return DeliveryResult(Disposition.TERMINATE, dead_letter_reason=reason)
 
 

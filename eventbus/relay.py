@@ -20,6 +20,7 @@ from eventbus.backends import EventBus, OutgoingMessage, PublishOutcome, get_bus
 from eventbus.conf import bus_settings
 from eventbus.errors import EventBusError
 from eventbus.locks import relay_lock
+from eventbus.metrics import EVENTS_PUBLISH_FAILED, EVENTS_RELAYED, event_type_of_subject
 from eventbus.models import OutboxState
 from eventbus.registry import BusModule, get_module
 
@@ -97,7 +98,7 @@ def _claim(bus_module: BusModule, batch_size: int, moment: datetime) -> list:
         .order_by("id")
         .only(
             "id", "event_id", "subject", "body", "aggregate_type", "aggregate_id",
-            "publish_attempts", "next_attempt_at",
+            "publish_attempts", "next_attempt_at", "tenant_id", "correlation_id",
         )[:batch_size]
     )
 
@@ -157,6 +158,10 @@ def _publish_in_waves(bus_module, bus, rows, result, now, after_publish) -> None
         _mark_failed(bus_module, failures, now())
         result.published += len(stored)
         result.failed += len(failures)
+        for row in stored:
+            EVENTS_RELAYED.labels(module=bus_module.name, event_type=event_type_of_subject(row.subject)).inc()
+        for row, _ in failures:
+            EVENTS_PUBLISH_FAILED.labels(module=bus_module.name, event_type=event_type_of_subject(row.subject)).inc()
         for row, outcome in failures:
             failed_aggregates.add((row.aggregate_type, row.aggregate_id))
             if outcome.error not in result.errors:
@@ -179,10 +184,17 @@ def _mark_published(bus_module: BusModule, rows: list, moment: datetime) -> None
 def _mark_failed(bus_module: BusModule, failures: list, moment: datetime) -> None:
     if not failures:
         return
+    first = failures[0][0]
     logger.warning(
         "Publishing %s event(s) from %s failed, first error: %s",
         len(failures), bus_module.name, failures[0][1].error,
-        extra={"bus_module": bus_module.name, "event_id": str(failures[0][0].event_id)},
+        extra={
+            "bus_module": bus_module.name,
+            "event_id": str(first.event_id),
+            "event_type": event_type_of_subject(first.subject),
+            "tenant_id": first.tenant_id,
+            "correlation_id": str(first.correlation_id),
+        },
     )
     manager = bus_module.outbox.objects.using(bus_module.alias)
     with transaction.atomic(using=bus_module.alias):

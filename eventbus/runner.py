@@ -23,7 +23,8 @@ from nats.js import JetStreamContext
 from eventbus.backends.nats import connect, consumer_config, declare
 from eventbus.conf import BusSettings, bus_settings
 from eventbus.consumer import DeliveryResult, Disposition, deliver
-from eventbus.errors import BusMisconfigured, BusUnavailable
+from eventbus.envelope import Envelope
+from eventbus.errors import BusMisconfigured, BusUnavailable, InvalidEnvelope
 from eventbus.registry import BusModule, all_modules, stream_name
 
 logger = logging.getLogger(__name__)
@@ -228,7 +229,10 @@ class ConsumerRunner:
         except Exception:
             # deliver() itself failed, for example the database is down while
             # it writes a dead letter: let the message come back later.
-            logger.exception("Delivery failed before an outcome was recorded", extra={"bus_module": module.name})
+            logger.exception(
+                "Delivery failed before an outcome was recorded",
+                extra={"bus_module": module.name, **_event_ids(message)},
+            )
             await loop.run_in_executor(executor, close_old_connections)
             result = DeliveryResult(Disposition.RETRY, delay=self._config.redelivery_delay(delivery))
         await self._settle(message, result)
@@ -244,13 +248,29 @@ class ConsumerRunner:
             else:
                 await message.nak(delay=result.delay or None)
         except nats.errors.Error as error:
-            logger.warning("Settling message on %s failed: %r", message.subject, error)
+            logger.warning(
+                "Settling message on %s failed: %r", message.subject, error, extra=_event_ids(message)
+            )
 
     async def _sleep(self, seconds: float) -> None:
         try:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
         except TimeoutError:
             pass
+
+
+def _event_ids(message: Msg) -> dict:
+    """Return the ids of the event in ``message`` for a log line; empty when it is no envelope."""
+    try:
+        envelope = Envelope.from_json(message.data)
+    except InvalidEnvelope:
+        return {}
+    return {
+        "event_id": str(envelope.event_id),
+        "event_type": envelope.event_type,
+        "tenant_id": envelope.tenant_id,
+        "correlation_id": str(envelope.correlation_id),
+    }
 
 
 def run_consumers_until_signalled(modules: list[BusModule]) -> int:
