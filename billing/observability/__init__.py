@@ -1,0 +1,1 @@
+"""What an operator watches: health and readiness probes and Prometheus metrics."""
