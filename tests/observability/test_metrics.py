@@ -1,8 +1,10 @@
 """/metrics: outbox gauges read at scrape time, bus counters moved by a relay and deliveries."""
 
+import io
 import urllib.request
 
 import pytest
+from django.core.management import call_command
 from django.utils import timezone
 
 from eventbus.backends import get_bus, reset_bus
@@ -121,3 +123,14 @@ def test_run_consumers_metrics_port(settings, tmp_path):
         reset_bus()
         server.cleanup()
     assert process.returncode == 0, (tmp_path / "consumers.log").read_text()
+
+
+def test_bill_run_duration_observed(client):
+    labels = {"dry_run": "true"}
+    before = scrape(client)
+
+    call_command("bill_run", "--as-of", "2026-01-31", "--dry-run", "--json", stdout=io.StringIO())
+    after = scrape(client)
+
+    count = "billing_bill_run_duration_seconds_count"
+    assert sample(after, count, **labels) - sample(before, count, **labels) == 1
