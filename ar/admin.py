@@ -22,6 +22,7 @@ from ar.models import (
     PaymentApplication,
     ProcessedEvent,
 )
+from ar.selectors import customer_credit_balances
 from ar.services import customer_upsert, customer_validate, invoice_mark_uncollectible, invoice_void
 from billing.money import InvalidMoney, format_major
 from eventbus.admin import DeadLetterAdmin, OutboxEventAdmin, ProcessedEventAdmin, ServiceOnlyAdmin
@@ -110,8 +111,19 @@ class CustomerAdmin(admin.ModelAdmin):
     def get_readonly_fields(self, request, obj=None):
         # The tenant and external id identify the customer; editing them
         # would create another customer.
-        identity = ["tenant_id", "external_id"] if obj is not None else []
-        return [*identity, "id", "created_at", "updated_at"]
+        if obj is None:
+            return ["id", "created_at", "updated_at"]
+        return ["tenant_id", "external_id", "id", "credit_balance", "created_at", "updated_at"]
+
+    def has_delete_permission(self, request, obj=None):
+        # No service deletes a customer: invoices, credit entries and other
+        # modules' subscriptions and payments refer to it by id.
+        return False
+
+    @admin.display(description="credit balance")
+    def credit_balance(self, customer: Customer) -> str:
+        balances = sorted(customer_credit_balances(customer_id=str(customer.id)).items())
+        return ", ".join(money(amount, currency) for currency, amount in balances) or "none"
 
     def save_model(self, request, obj, form, change):
         customer, _ = customer_upsert(

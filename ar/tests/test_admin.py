@@ -262,3 +262,22 @@ class TestCustomerAdmin:
 
         assert [customer.name for customer in searched.context["cl"].result_list] == ["Ada Lovelace"]
         assert [customer.name for customer in filtered.context["cl"].result_list] == ["Grace Hopper"]
+
+    def test_change_page_shows_credit_balance(self, admin_client):
+        customer = CustomerFactory()
+        CreditEntryFactory(customer=customer, amount_minor=1234)
+        CreditEntryFactory(customer=customer, amount_minor=-234, reason="applied_to_invoice")
+        CreditEntryFactory(customer=customer, amount_minor=500, currency="JPY")
+
+        response = admin_client.get(reverse("admin:ar_customer_change", args=[customer.id]))
+
+        assert response.status_code == 200
+        assert '<div class="readonly">500 JPY, 10.00 USD</div>' in response.text
+
+    def test_delete_is_forbidden(self, admin_client):
+        customer = CustomerFactory()
+
+        response = admin_client.post(reverse("admin:ar_customer_delete", args=[customer.id]), {"post": "yes"})
+
+        assert response.status_code == 403
+        assert Customer.objects.using("ar").filter(id=customer.id).exists()

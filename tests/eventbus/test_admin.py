@@ -4,6 +4,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.contrib.auth import get_user_model
+from django.contrib.auth.models import Permission
 from django.contrib.messages import get_messages
 from django.urls import reverse
 from django.utils import timezone
@@ -242,6 +244,25 @@ class TestOutboxAdmin:
         )
         pending.refresh_from_db()
         assert pending.next_attempt_at is None
+
+
+    def test_viewer_cannot_retry(self, client):
+        viewer = get_user_model().objects.create_user("viewer", "viewer@example.com", "secret-password", is_staff=True)
+        viewer.user_permissions.add(Permission.objects.get(codename="view_outboxevent", content_type__app_label="ar"))
+        client.force_login(viewer)
+        later = timezone.now() + timedelta(minutes=5)
+        row = outbox_row("ar", next_attempt_at=later, last_error="nats: timeout")
+
+        listed = client.get(url("ar", "outbox", "changelist"))
+        response = run_action(client, "ar", "outbox", "retry_now", [row])
+
+        assert listed.status_code == 200
+        assert "retry_now" not in listed.text
+        # Without an action to offer, the changelist ignores the posted one.
+        assert response.status_code == 200
+        assert messages_of(response) == []
+        row.refresh_from_db()
+        assert row.next_attempt_at == later
 
 
 class TestDeadLetterAdmin:
