@@ -46,3 +46,24 @@ def dead_letter_list(*, module: str | None = None, status: str = DeadLetterStatu
             queryset = queryset.filter(status=status)
         rows.extend((bus_module.name, dead_letter) for dead_letter in queryset)
     return rows
+
+
+def outbox_event_queryset(*, module: str, tenant_id: str | None = None):
+    """Return the module's outbox rows as a queryset, of one tenant or all; raise ``UnknownModule``."""
+    bus_module = get_module(module)
+    rows = bus_module.outbox.objects.using(bus_module.alias).all()
+    if tenant_id is not None:
+        rows = rows.filter(tenant_id=tenant_id)
+    return rows
+
+
+def dead_letter_queryset(*, module: str, tenant_id: str | None = None):
+    """Return the module's dead letters of every status as a queryset, of one tenant or all.
+
+    Raises ``UnknownModule``.
+    """
+    bus_module = get_module(module)
+    rows = bus_module.dead_letters.objects.using(bus_module.alias).all()
+    if tenant_id is not None:
+        rows = rows.filter(tenant_id=tenant_id)
+    return rows

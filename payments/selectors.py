@@ -41,3 +41,13 @@ def payment_methods_for_customer(*, customer_id: str) -> list[PaymentMethod]:
     return list(
         PaymentMethod.objects.using(ALIAS).filter(customer_id=customer_id).order_by("-is_default", "created_at")
     )
+
+
+def payment_queryset(*, tenant_id: str):
+    """Return the tenant's payments with their attempts as a queryset, for this module's API."""
+    return Payment.objects.using(ALIAS).filter(tenant_id=tenant_id).prefetch_related("attempts")
+
+
+def payment_method_queryset(*, tenant_id: str, customer_id: str):
+    """Return the customer's payment methods within the tenant as a queryset, for this module's API."""
+    return PaymentMethod.objects.using(ALIAS).filter(tenant_id=tenant_id, customer_id=customer_id)

@@ -5,7 +5,7 @@ import uuid
 from django.db.models import Count
 
 from subscriptions.errors import SubscriptionNotFound
-from subscriptions.models import BillingPeriod, BillRun, Subscription, SubscriptionStatus
+from subscriptions.models import BillingPeriod, BillRun, Plan, Subscription, SubscriptionStatus
 
 ALIAS = "subscriptions"
 
@@ -71,3 +71,26 @@ def _uuid_or_none(value: str) -> uuid.UUID | None:
         return uuid.UUID(str(value))
     except ValueError:
         return None
+
+
+def plan_queryset(*, tenant_id: str):
+    """Return the tenant's plans as a queryset, for this module's API."""
+    return Plan.objects.using(ALIAS).filter(tenant_id=tenant_id)
+
+
+def subscription_queryset(*, tenant_id: str):
+    """Return the tenant's subscriptions with their plans as a queryset, for this module's API."""
+    return (
+        Subscription.objects.using(ALIAS)
+        .filter(tenant_id=tenant_id)
+        .select_related("plan", "pending_plan")
+    )
+
+
+def bill_run_queryset(*, tenant_id: str):
+    """Return the bill runs of the tenant as a queryset, for this module's API.
+
+    Runs over every tenant (``tenant_id`` NULL) are left out, because their
+    counts include other tenants.
+    """
+    return BillRun.objects.using(ALIAS).filter(tenant_id=tenant_id)

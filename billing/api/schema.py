@@ -1,5 +1,7 @@
 """OpenAPI additions shared by every endpoint: the Idempotency-Key header and error responses."""
 
+import inspect
+
 from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
@@ -8,6 +10,13 @@ from billing.api.serializers import ErrorSerializer
 
 
 class ApiAutoSchema(AutoSchema):
+    def get_description(self):
+        # inspect.getdoc would give every view ApiView's docstring, which
+        # describes the implementation, not the endpoint.
+        method = getattr(self.view, self.method.lower(), None)
+        own_doc = self.view.__class__.__dict__.get("__doc__")
+        return inspect.cleandoc(method.__doc__ or own_doc or "") if method else ""
+
     def get_override_parameters(self):
         parameters = list(super().get_override_parameters())
         if self.method == "POST":

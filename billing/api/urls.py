@@ -3,10 +3,36 @@
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
-from billing.api import schema  # noqa: F401  (registers the API key security scheme)
+from billing.api import (
+    events,
+    schema,  # noqa: F401  (registers the API key security scheme)
+)
+
+event_urlpatterns = [
+    path("<str:module>/outbox", events.OutboxEventListView.as_view(), name="outbox-event-list"),
+    path("<str:module>/dead-letters", events.DeadLetterListView.as_view(), name="dead-letter-list"),
+    path(
+        "<str:module>/dead-letters/<int:dead_letter_id>",
+        events.DeadLetterDetailView.as_view(),
+        name="dead-letter-detail",
+    ),
+    path(
+        "<str:module>/dead-letters/<int:dead_letter_id>/replay",
+        events.DeadLetterReplayView.as_view(),
+        name="dead-letter-replay",
+    ),
+    path(
+        "<str:module>/dead-letters/<int:dead_letter_id>/discard",
+        events.DeadLetterDiscardView.as_view(),
+        name="dead-letter-discard",
+    ),
+]
 
 v1_urlpatterns = [
     path("", include("ar.api.urls")),
+    path("", include("payments.api.urls")),
+    path("", include("subscriptions.api.urls")),
+    path("events/", include(event_urlpatterns)),
 ]
 
 urlpatterns = [

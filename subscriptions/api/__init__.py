@@ -1,0 +1,1 @@
+"""REST API of the subscriptions module: plans, subscriptions and bill runs."""
