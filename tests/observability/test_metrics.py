@@ -7,6 +7,7 @@ import pytest
 from django.core.management import call_command
 from django.utils import timezone
 
+from billing.observability.worker import serve_worker_metrics
 from eventbus.backends import get_bus, reset_bus
 from eventbus.relay import relay_outbox
 from tests.observability.conftest import append_probe, parse_metrics, sample, scrape
@@ -134,3 +135,15 @@ def test_bill_run_duration_observed(client):
 
     count = "billing_bill_run_duration_seconds_count"
     assert sample(after, count, **labels) - sample(before, count, **labels) == 1
+
+
+def test_worker_metrics_port(settings):
+    port = free_port()
+    settings.WORKER_METRICS_PORT = port
+
+    serve_worker_metrics()
+
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as response:
+        text = response.read().decode()
+    assert "# TYPE eventbus_events_relayed_total counter" in text
+
