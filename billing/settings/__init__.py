@@ -121,6 +121,10 @@ DEFAULT_FROM_EMAIL = os.environ.get("DEFAULT_FROM_EMAIL", "billing@example.com")
 EMAIL_TIMEOUT = 30
 
 CELERY_BROKER_URL = os.environ.get("CELERY_BROKER_URL", "redis://127.0.0.1:6379/0")
+# A Celery worker serves Prometheus metrics on this port once ready (0: no
+# server); billing.observability.worker. The host 0.0.0.0 listens on every interface.
+WORKER_METRICS_PORT = env_int("WORKER_METRICS_PORT", default=0)
+WORKER_METRICS_HOST = os.environ.get("WORKER_METRICS_HOST", "127.0.0.1")
 CELERY_TASK_ACKS_LATE = True
 CELERY_WORKER_PREFETCH_MULTIPLIER = 1
 CELERY_TIMEZONE = "UTC"
