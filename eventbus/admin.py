@@ -28,7 +28,7 @@ class ServiceOnlyAdmin(admin.ModelAdmin):
 
     Its rows change only through services, which validate the change, bump
     the version and append the event. Actions that call services declare
-    ``permissions=["service"]``: they need the model's change permission,
+    ``permissions=["service"]``, so they need the model's change permission
     although the change form itself stays read-only.
     """
 
@@ -55,8 +55,8 @@ class ServiceOnlyAdmin(admin.ModelAdmin):
         """Call ``call(row)`` for each row and show one message per row.
 
         ``call`` returns the success message. An error of the ``errors``
-        types becomes an error message with the service's own text; the rows
-        before and after it are still processed.
+        types becomes an error message with the service's own text, and the
+        other rows are still processed.
         """
         for row in rows:
             try:
@@ -105,7 +105,7 @@ class OutboxStateFilter(admin.SimpleListFilter):
 
 
 class OutboxEventAdmin(ServiceOnlyAdmin):
-    """A module's outbox. The relay alone publishes rows; "retry now" only makes a row due."""
+    """A module's outbox. Only the relay publishes rows, and "retry now" only makes a row due."""
 
     list_display = [
         "id", "event_type", "aggregate", "state", "publish_attempts", "short_last_error", "age",
@@ -144,7 +144,7 @@ class OutboxEventAdmin(ServiceOnlyAdmin):
             subtitle = "No pending events."
         else:
             subtitle = (
-                f"{backlog.pending} pending, {backlog.failing} failing; the oldest pending event is "
+                f"{backlog.pending} pending, {backlog.failing} failing. The oldest pending event is "
                 f"{timesince(backlog.oldest_pending_at, timezone.now())} old."
             )
         return super().changelist_view(request, {**(extra_context or {}), "subtitle": subtitle})
@@ -178,7 +178,7 @@ class ProcessedEventAdmin(ServiceOnlyAdmin):
 
 
 class DeadLetterAdmin(ServiceOnlyAdmin):
-    """A module's dead letters; replay and discard go through ``eventbus.dead_letters``."""
+    """A module's dead letters, replayed and discarded through ``eventbus.dead_letters``."""
 
     list_display = ["id", "event_type", "reason", "status", "deliveries", "short_error", "created_at", "tenant_id"]
     list_filter = ["status", "reason", "event_type", "tenant_id"]

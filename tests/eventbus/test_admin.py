@@ -80,7 +80,10 @@ def malformed_dead_letter(module: str, body: bytes = b"not json {"):
 
 
 def failed_invoice_request():
-    """Dead-letter an invoice request in ar whose customer does not exist yet; return it and the customer id."""
+    """Dead-letter an invoice request in ar whose customer does not exist yet.
+
+    Return the dead letter and the customer id.
+    """
     customer_id = str(uuid.uuid4())
     envelope = envelope_for(INVOICE_REQUESTED, InvoiceRequestedFactory(customer_id=customer_id))
     deliver_envelope(envelope, max_deliver=1)
@@ -113,7 +116,7 @@ class TestEventTablePages:
             assert shown.context["has_change_permission"] is False, table
 
     @pytest.mark.parametrize("table", list(TABLES))
-    def test_rows_cannot_be_added_changed_or_deleted(self, admin_client, table):
+    def test_rows_are_read_only(self, admin_client, table):
         row = {"outbox": outbox_row, "inbox": inbox_row, "dead_letters": malformed_dead_letter}[table]("ar")
         tenant_id = row.tenant_id
 
@@ -182,7 +185,7 @@ class TestOutboxAdmin:
 
         response = admin_client.get(url("ar", "outbox", "changelist"))
 
-        assert "<h2>2 pending, 1 failing; the oldest pending event is 5\xa0minutes old.</h2>" in response.text
+        assert "<h2>2 pending, 1 failing. The oldest pending event is 5\xa0minutes old.</h2>" in response.text
 
     def test_changelist_without_pending_says_so(self, admin_client):
         outbox_row("ar", state=OutboxState.PUBLISHED, published_at=timezone.now())
