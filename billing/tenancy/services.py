@@ -1,6 +1,6 @@
 import hashlib
 import secrets
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from django.db import IntegrityError, transaction
 
@@ -38,6 +38,10 @@ class IdempotencyKeyInUse(Exception):
 API_KEY_SECRET_BYTES = 32
 API_KEY_PREFIX_LENGTH = 12
 API_KEY_SECRET_MARKER = "bk_"
+# An unfinished idempotency claim older than this is taken as abandoned by a
+# crashed process. It exceeds the longest request expected, a large tenant's
+# bill run, and gunicorn's default 30 s worker timeout by far.
+IDEMPOTENCY_CLAIM_TIMEOUT = timedelta(minutes=15)
 
 
 def api_key_digest(secret: str) -> str:
@@ -85,16 +89,33 @@ def idempotency_record_reserve(
     """Claim ``key`` for a request; return the record and whether this call claimed it.
 
     An existing record is returned unchanged, so the caller can replay its
-    response or reject a different request.
+    response or reject a different request. The exception is a claim for the
+    same request left unfinished for ``IDEMPOTENCY_CLAIM_TIMEOUT`` by a
+    process that died: this call takes it over.
     """
+    records = IdempotencyRecord.objects.using("default")
     try:
         with transaction.atomic(using="default"):
-            record = IdempotencyRecord.objects.using("default").create(
-                tenant_id=tenant_id, key=key, request_sha256=request_sha256, created_at=now
-            )
+            record = records.create(tenant_id=tenant_id, key=key, request_sha256=request_sha256, created_at=now)
         return record, True
     except IntegrityError:
-        return IdempotencyRecord.objects.using("default").get(tenant_id=tenant_id, key=key), False
+        record = records.get(tenant_id=tenant_id, key=key)
+
+    abandoned = (
+        record.response_status is None
+        and record.request_sha256 == request_sha256
+        and record.created_at <= now - IDEMPOTENCY_CLAIM_TIMEOUT
+    )
+    if abandoned:
+        # The filter on created_at lets only one of several concurrent retries take it over.
+        with transaction.atomic(using="default"):
+            taken = records.filter(id=record.id, created_at=record.created_at, response_status=None).update(
+                created_at=now
+            )
+        if taken:
+            record.created_at = now
+            return record, True
+    return record, False
 
 
 def idempotency_record_complete(*, record_id: int, status: int, body) -> None:

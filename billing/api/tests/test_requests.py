@@ -4,6 +4,7 @@ import json
 
 import pytest
 from django.core.cache import cache
+from django.utils import timezone
 from rest_framework.settings import api_settings
 from rest_framework.throttling import SimpleRateThrottle
 
@@ -140,4 +141,22 @@ class TestNotFound:
                 "message": "customer 7f1e4c2a-52a3-4c8f-9d39-0c6f4a0d3b11 does not exist",
                 "fields": {},
             }
+        }
+
+
+class TestIdempotencyKeyInUse:
+    def test_unfinished_claim_gets_409(self):
+        client = api_client()
+        first = client.post("/api/v1/customers", CUSTOMER, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+        # As if the first request were still running.
+        IdempotencyRecord.objects.update(response_status=None, created_at=timezone.now())
+
+        response = client.post("/api/v1/customers", CUSTOMER, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+
+        assert first.status_code == 201
+        assert response.status_code == 409
+        assert response.json()["error"] == {
+            "code": "idempotency_key_in_use",
+            "message": "a request with Idempotency-Key 'k1' is still running; retry when it has finished",
+            "fields": {},
         }
