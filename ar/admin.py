@@ -224,7 +224,14 @@ class InvoiceAdmin(ServiceOnlyAdmin):
             voided = invoice_void(invoice_id=str(invoice.id), now=timezone.now())
             return f"Invoice {voided.number} voided."
 
-        self.run_each(request, queryset, void, ArError)
+        return self.confirm_then_run_each(
+            request,
+            queryset,
+            "Void the selected invoices? A void invoice cannot be reopened. The credit applied to it "
+            "and any partial payments return to the customer's credit balance.",
+            void,
+            ArError,
+        )
 
     @admin.action(description="Mark selected open invoices uncollectible", permissions=["service"])
     def mark_invoices_uncollectible(self, request, queryset):
@@ -232,4 +239,11 @@ class InvoiceAdmin(ServiceOnlyAdmin):
             marked = invoice_mark_uncollectible(invoice_id=str(invoice.id), now=timezone.now())
             return f"Invoice {marked.number} marked uncollectible."
 
-        self.run_each(request, queryset, mark, ArError)
+        return self.confirm_then_run_each(
+            request,
+            queryset,
+            "Mark the selected invoices uncollectible? They are written off, and a later payment "
+            "still settles them.",
+            mark,
+            ArError,
+        )

@@ -11,6 +11,8 @@ import json
 from collections.abc import Callable, Iterable
 
 from django.contrib import admin, messages
+from django.contrib.admin import helpers
+from django.template.response import TemplateResponse
 from django.utils import timezone
 from django.utils.html import format_html
 from django.utils.timesince import timesince
@@ -65,6 +67,37 @@ class ServiceOnlyAdmin(admin.ModelAdmin):
                 self.message_user(request, str(error), level=messages.ERROR)
             else:
                 self.message_user(request, message, level=messages.SUCCESS)
+
+    def confirm_then_run_each(
+        self,
+        request,
+        queryset,
+        question: str,
+        call: Callable[[object], str],
+        errors: type[Exception] | tuple[type[Exception], ...],
+    ) -> TemplateResponse | None:
+        """Ask ``question`` about the selected rows, then ``run_each`` once the user confirms.
+
+        For actions that cannot be undone, as Django's own "delete selected"
+        asks first. The confirmation page posts the same action and rows
+        back with ``post=yes``.
+        """
+        if request.POST.get("post") == "yes":
+            self.run_each(request, queryset, call, errors)
+            return None
+
+        request.current_app = self.admin_site.name
+        context = {
+            **self.admin_site.each_context(request),
+            "title": "Are you sure?",
+            "question": question,
+            "queryset": queryset,
+            "opts": self.opts,
+            "action": request.POST.get("action", ""),
+            "action_checkbox_name": helpers.ACTION_CHECKBOX_NAME,
+            "media": self.media,
+        }
+        return TemplateResponse(request, "admin/eventbus/action_confirmation.html", context)
 
 
 def bus_module_of(model: type, table: str) -> BusModule:
@@ -234,5 +267,12 @@ class DeadLetterAdmin(ServiceOnlyAdmin):
             dead_letter_discard(module=module, dead_letter_id=row.id)
             return f"Dead letter {row.id} ({row.event_type or row.message_key}) was discarded."
 
-        self.run_each(request, queryset.order_by("id"), discard, EventBusError)
+        return self.confirm_then_run_each(
+            request,
+            queryset.order_by("id"),
+            "Discard the selected dead letters? Their messages are not applied. A discarded row is "
+            "kept, and it becomes dead again if the same message fails again.",
+            discard,
+            EventBusError,
+        )
 

@@ -91,13 +91,26 @@ class SubscriptionAdmin(ServiceOnlyAdmin):
 
     @admin.action(description="Cancel selected subscriptions now", permissions=["service"])
     def cancel_now(self, request, queryset):
-        self._cancel(request, queryset, at_period_end=False)
+        return self._cancel(
+            request,
+            queryset,
+            at_period_end=False,
+            question=(
+                "Cancel the selected subscriptions now? Service ends today and no later period is "
+                "billed. The unused part of a period billed in advance is not credited."
+            ),
+        )
 
     @admin.action(description="Cancel selected subscriptions at the end of their period", permissions=["service"])
     def cancel_at_end_of_period(self, request, queryset):
-        self._cancel(request, queryset, at_period_end=True)
+        return self._cancel(
+            request,
+            queryset,
+            at_period_end=True,
+            question="Cancel the selected subscriptions at the end of their current period?",
+        )
 
-    def _cancel(self, request, queryset, *, at_period_end: bool) -> None:
+    def _cancel(self, request, queryset, *, at_period_end: bool, question: str):
         def cancel(subscription: Subscription) -> str:
             canceled = subscription_cancel(
                 subscription_id=str(subscription.id), at_period_end=at_period_end, now=timezone.now()
@@ -105,7 +118,7 @@ class SubscriptionAdmin(ServiceOnlyAdmin):
             state = "will be canceled" if at_period_end else "is canceled"
             return f"Subscription {canceled.id} {state}; its service ends on {canceled.ends_on}."
 
-        self.run_each(request, queryset, cancel, SubscriptionsError)
+        return self.confirm_then_run_each(request, queryset, question, cancel, SubscriptionsError)
 
 
 @admin.register(BillingPeriod)

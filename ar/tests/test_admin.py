@@ -36,9 +36,10 @@ def messages_of(response) -> list[tuple[str, str]]:
 
 
 def run_action(client, action: str, invoices):
+    """Post ``action`` as its confirmation page does, so it runs at once."""
     return client.post(
         reverse("admin:ar_invoice_changelist"),
-        {"action": action, "_selected_action": [str(invoice.id) for invoice in invoices]},
+        {"action": action, "post": "yes", "_selected_action": [str(invoice.id) for invoice in invoices]},
         follow=True,
     )
 
@@ -104,6 +105,24 @@ class TestInvoiceAdmin:
         assert len(published(INVOICE_VOIDED)) == 1
         assert messages_of(response) == [("success", "Invoice ACME-000001 voided.")]
         assert "Invoice ACME-000001 voided." in response.content.decode()
+
+    def test_void_asks_first(self, admin_client):
+        invoice = finalized_invoice(CustomerFactory())
+        before = row_counts()
+
+        response = admin_client.post(
+            reverse("admin:ar_invoice_changelist"),
+            {"action": "void_invoices", "_selected_action": [str(invoice.id)]},
+        )
+
+        assert response.status_code == 200
+        assert response.templates[0].name == "admin/eventbus/action_confirmation.html"
+        assert "Void the selected invoices? A void invoice cannot be reopened." in response.text
+        assert "<li>ACME-000001</li>" in response.text
+        assert f'<input type="hidden" name="_selected_action" value="{invoice.id}">' in response.text
+        assert '<input type="hidden" name="action" value="void_invoices">' in response.text
+        assert Invoice.objects.using("ar").get(id=invoice.id).status == InvoiceStatus.OPEN
+        assert row_counts() == before
 
     def test_void_action_reports_conflict(self, admin_client):
         customer = CustomerFactory()

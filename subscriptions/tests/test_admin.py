@@ -55,9 +55,10 @@ def messages_of(response) -> list[tuple[str, str]]:
 
 
 def run_action(client, model: str, action: str, rows):
+    """Post ``action`` as its confirmation page does, so it runs at once."""
     return client.post(
         reverse(f"admin:subscriptions_{model}_changelist"),
-        {"action": action, "_selected_action": [str(row.pk) for row in rows]},
+        {"action": action, "post": "yes", "_selected_action": [str(row.pk) for row in rows]},
         follow=True,
     )
 
@@ -147,6 +148,21 @@ class TestSubscriptionAdmin:
         assert [payload["at_period_end"] for payload in outbox_payloads("subscriptions.subscription.canceled")] == [
             False
         ]
+
+    def test_cancel_now_asks_first(self, admin_client):
+        subscription = SubscriptionFactory()
+
+        response = admin_client.post(
+            reverse("admin:subscriptions_subscription_changelist"),
+            {"action": "cancel_now", "_selected_action": [str(subscription.id)]},
+        )
+
+        assert response.status_code == 200
+        assert "Cancel the selected subscriptions now?" in response.text
+        assert f"<li>{subscription.id} (active)</li>" in response.text
+        after = stored(subscription)
+        assert (after.status, after.version) == (SubscriptionStatus.ACTIVE, 1)
+        assert outbox_payloads("subscriptions.subscription.canceled") == []
 
     def test_cancel_at_period_end(self, admin_client):
         subscription = SubscriptionFactory()

@@ -37,9 +37,10 @@ def messages_of(response) -> list[tuple[str, str]]:
 
 
 def run_action(client, module: str, table: str, action: str, rows):
+    """Post ``action`` as a confirmation page does, so an action that asks first runs at once."""
     return client.post(
         url(module, table, "changelist"),
-        {"action": action, "_selected_action": [str(row.id) for row in rows]},
+        {"action": action, "post": "yes", "_selected_action": [str(row.id) for row in rows]},
         follow=True,
     )
 
@@ -331,6 +332,18 @@ class TestDeadLetterAdmin:
         dead.refresh_from_db()
         assert dead.status == DeadLetterStatus.DISCARDED
         assert dead.resolved_at is not None
+
+    def test_discard_asks_first(self, admin_client):
+        dead = malformed_dead_letter("ar")
+
+        response = admin_client.post(
+            url("ar", "dead_letters", "changelist"), {"action": "discard", "_selected_action": [str(dead.id)]}
+        )
+
+        assert response.status_code == 200
+        assert "Discard the selected dead letters? Their messages are not applied." in response.text
+        dead.refresh_from_db()
+        assert (dead.status, dead.resolved_at) == (DeadLetterStatus.DEAD, None)
 
     @pytest.mark.parametrize("action", ["replay", "discard"])
     def test_resolved_row_is_rejected(self, admin_client, action):
