@@ -7,7 +7,10 @@ PYTHON := $(VENV)/bin/python
 # Pytest arguments; `make test PYTEST_ARGS="-k relay"` narrows a run.
 PYTEST_ARGS ?=
 
-.PHONY: install demo test lint check-imports clean
+# Address the web process of `make stack` listens on.
+STACK_WEB_ADDRESS ?= 127.0.0.1:8000
+
+.PHONY: install demo test lint check-imports clean stack
 
 install: $(VENV)/.installed
 
@@ -29,6 +32,17 @@ check-imports: install
 
 test: install lint check-imports
 	$(PYTHON) scripts/testenv.py -- $(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# Every process of docker-compose.yml without Docker (Procfile, run by honcho),
+# against the PostgreSQL, NATS 2.10+ and Redis at DATABASE_URL, NATS_URL and
+# CELERY_BROKER_URL; `scripts/testenv.py -- make stack` provides them. All
+# processes write metrics to var/prometheus, so the web's /metrics sums them.
+stack: install
+	rm -rf var/prometheus && mkdir -p var/prometheus
+	EVENT_BUS=nats $(PYTHON) manage.py migrate
+	EVENT_BUS=nats $(PYTHON) manage.py bus ensure
+	EVENT_BUS=nats PROMETHEUS_MULTIPROC_DIR=$(CURDIR)/var/prometheus STACK_WEB_ADDRESS=$(STACK_WEB_ADDRESS) \
+		PATH=$(CURDIR)/$(VENV)/bin:$$PATH $(VENV)/bin/honcho start --procfile Procfile
 
 clean:
 	rm -rf $(VENV) var .pytest_cache
