@@ -1,6 +1,10 @@
+from datetime import date, timedelta
+
+from django.utils import timezone
 from rest_framework import serializers
 
 from billing.api.serializers import (
+    BillingDateField,
     CurrencyField,
     MinorUnitsField,
     StrictBooleanField,
@@ -15,6 +19,10 @@ from subscriptions.models import (
     Subscription,
     SubscriptionStatus,
 )
+
+# Billing runs in advance, but a bill run more than a year ahead would bill
+# every period up to it at once, which is a typo far more often than intent.
+MAX_BILL_AHEAD_DAYS = 366
 
 
 class PlanInputSerializer(StrictInputSerializer):
@@ -48,7 +56,7 @@ class PlanSerializer(serializers.ModelSerializer):
 class SubscriptionInputSerializer(StrictInputSerializer):
     customer_id = serializers.UUIDField()
     plan_code = serializers.CharField(max_length=64)
-    start_date = serializers.DateField(help_text="YYYY-MM-DD; may be in the past")
+    start_date = BillingDateField(help_text="YYYY-MM-DD; may be in the past")
     quantity = StrictIntegerField(min_value=1, default=1)
     price_override_minor = MinorUnitsField(
         required=False, allow_null=True, default=None, help_text="Unit price replacing the plan's"
@@ -99,8 +107,18 @@ class SubscriptionChangePlanInputSerializer(StrictInputSerializer):
 
 
 class BillRunInputSerializer(StrictInputSerializer):
-    as_of = serializers.DateField(help_text="Bill every period that started on or before this date")
+    as_of = BillingDateField(
+        help_text=f"Bill every period that started on or before this date; at most {MAX_BILL_AHEAD_DAYS} days ahead"
+    )
     dry_run = StrictBooleanField(default=False, help_text="Count what would be billed and bill nothing")
+
+    def validate_as_of(self, value: date) -> date:
+        latest = timezone.now().date() + timedelta(days=MAX_BILL_AHEAD_DAYS)
+        if value > latest:
+            raise serializers.ValidationError(
+                f"must be no later than {latest.isoformat()}, {MAX_BILL_AHEAD_DAYS} days from today"
+            )
+        return value
 
 
 class BillRunSerializer(serializers.ModelSerializer):

@@ -1,10 +1,11 @@
-from django.urls import path
+from django.urls import path, re_path
 
 from subscriptions.api import views
 
 urlpatterns = [
     path("plans", views.PlanListView.as_view(), name="plan-list"),
-    path("plans/<str:code>", views.PlanDetailView.as_view(), name="plan-detail"),
+    # The pattern of a plan code, so a code no plan can have never reaches the database.
+    re_path(r"^plans/(?P<code>[A-Za-z0-9][A-Za-z0-9._-]{0,63})$", views.PlanDetailView.as_view(), name="plan-detail"),
     path("subscriptions", views.SubscriptionListView.as_view(), name="subscription-list"),
     path(
         "subscriptions/<uuid:subscription_id>",

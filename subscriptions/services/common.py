@@ -53,7 +53,7 @@ def require_tenant(tenant_id: str) -> str:
     if not isinstance(tenant_id, str) or not tenant_exists(tenant_id=tenant_id):
         raise UnknownTenant(
             f"tenant {tenant_id!r} does not exist; create it first with "
-            "billing.tenancy.services.tenant_ensure"
+            f"manage.py tenants create {tenant_id}"
         )
     return tenant_id
 

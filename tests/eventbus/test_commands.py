@@ -103,7 +103,7 @@ class TestBusCommand:
 
         probe_lines = [line for line in text.splitlines() if "probe" in line.lower()]
         assert probe_lines[0] == "  stream PROBE_EVENTS           messages         1"
-        assert probe_lines[1] == "  consumer probe          on PROBE_EVENTS           pending       1  redelivered     0"
+        assert probe_lines[1] == "  consumer probe          on PROBE_EVENTS           pending       1  unacked     0  redelivered     0"
         assert re.fullmatch(
             r"  probe          pending       1  failing     0  oldest  +(9\d|1[0-4]\d)\.\d s  dead letters 0",
             probe_lines[2],
@@ -130,12 +130,16 @@ class TestBusCommand:
             await js.delete_consumer("PROBE_EVENTS", "probe")
 
         run_nats(os.environ["NATS_URL"], delete)
+        stdout = io.StringIO()
 
-        text, _ = run("bus", "status")
+        with pytest.raises(CommandError) as raised:
+            call_command("bus", "status", stdout=stdout)
 
-        assert "  consumer probe on PROBE_EVENTS: MISSING (run manage.py bus ensure)" in text.splitlines()
+        assert "  consumer probe on PROBE_EVENTS: MISSING (run manage.py bus ensure)" in stdout.getvalue().splitlines()
+        assert str(raised.value) == "1 stream(s) or consumer(s) are missing; run manage.py bus ensure"
 
     def test_empty_outbox_has_no_oldest_age(self, nats_bus):
+        nats_bus.ensure()
         document = json.loads(run("bus", "status", "--json")[0])
 
         outbox = next(row for row in document["outboxes"] if row["module"] == "probe")
@@ -325,3 +329,10 @@ class TestMigrateCommand:
         assert "public.django_migrations" in tables
         assert "public.auth_user" in tables
         assert "public.ar_outboxevent" not in tables
+
+
+class TestCommandEdges:
+    def test_replay_all_with_no_dead_letters_succeeds(self, bus):
+        stdout, _ = run("dead_letters", "replay", "--module", "probe", "--all")
+
+        assert stdout == "module 'probe' has no dead letters to replay\n"

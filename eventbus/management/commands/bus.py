@@ -43,9 +43,16 @@ class Command(BaseCommand):
                     for backlog in backlogs
                 ],
             }, indent=2))
-            return
+        else:
+            self._write_text(bus.name, bus_rows, backlogs)
 
-        self.stdout.write(f"Backend: {bus.name}")
+        # A non-zero exit status lets a health check notice missing declarations.
+        missing = [row for row in bus_rows if row.get("missing")]
+        if missing:
+            raise CommandError(f"{len(missing)} stream(s) or consumer(s) are missing; run manage.py bus ensure")
+
+    def _write_text(self, backend: str, bus_rows: list[dict], backlogs) -> None:
+        self.stdout.write(f"Backend: {backend}")
         for row in bus_rows:
             if row.get("missing"):
                 what = f"consumer {row['consumer']} on " if "consumer" in row else "stream "
@@ -53,7 +60,7 @@ class Command(BaseCommand):
             elif "consumer" in row:
                 self.stdout.write(
                     f"  consumer {row['consumer']:<14} on {row['stream']:<22} pending {row.get('pending', 0):>7}  "
-                    f"redelivered {row.get('redelivered', 0):>5}"
+                    f"unacked {row.get('ack_pending', 0):>5}  redelivered {row.get('redelivered', 0):>5}"
                 )
             else:
                 self.stdout.write(f"  stream {row['stream']:<22} messages {row.get('messages', 0):>9}")

@@ -43,10 +43,13 @@ class Command(BaseCommand):
         if not module:
             raise CommandError(f"{options['action']} needs --module M")
         ids = options["ids"] or []
+        if not ids and not options["all"]:
+            raise CommandError("name the dead letters with --id N (repeatable) or pass --all")
         if options["all"]:
             ids = [row.id for _, row in dead_letter_list(module=module)]
-        if not ids:
-            raise CommandError("name the dead letters with --id N (repeatable) or pass --all")
+            if not ids:
+                self.stdout.write(f"module {module!r} has no dead letters to {options['action']}")
+                return
         if options["action"] == "discard" and not options["yes"]:
             raise CommandError(f"discarding {len(ids)} dead letter(s) cannot be undone; add --yes to confirm")
 

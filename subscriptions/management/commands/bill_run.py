@@ -10,6 +10,12 @@ from subscriptions.services import BillRunSummary, bill_run_execute
 
 # Characters in the progress bar between its brackets.
 PROGRESS_BAR_WIDTH = 30
+# Days ahead of today an --as-of may be without --allow-future. A run the
+# evening before a billing day is normal. A date years ahead is most likely a
+# typo, and it would bill periods that have not started.
+MAX_DAYS_AHEAD = 31
+# Period arithmetic near year 9999 overflows Python's date type.
+LATEST_AS_OF = date(9000, 1, 1)
 
 
 class Command(BaseCommand):
@@ -32,10 +38,15 @@ class Command(BaseCommand):
             "--json", action="store_true",
             help="Print the summary as one JSON object, with no progress bar.",
         )
+        parser.add_argument(
+            "--allow-future", action="store_true",
+            help=f"Accept an --as-of more than {MAX_DAYS_AHEAD} days after today (UTC).",
+        )
 
     def handle(self, *args, **options):
         now = datetime.now(UTC)
         as_of = _parse_date(options["as_of"]) if options["as_of"] is not None else now.date()
+        _check_horizon(as_of, today=now.date(), allow_future=options["allow_future"])
         progress = None
         if self.stdout.isatty() and not options["json"]:
             progress = ProgressLine(self.stdout)
@@ -111,3 +122,14 @@ def _parse_date(value: str) -> date:
         return date.fromisoformat(value)
     except ValueError:
         raise CommandError(f"--as-of {value!r} is not a date; use YYYY-MM-DD, for example 2026-01-31") from None
+
+
+def _check_horizon(as_of: date, *, today: date, allow_future: bool) -> None:
+    if as_of >= LATEST_AS_OF:
+        raise CommandError(f"--as-of {as_of.isoformat()} is too far ahead; use a date before {LATEST_AS_OF.isoformat()}")
+    days_ahead = (as_of - today).days
+    if days_ahead > MAX_DAYS_AHEAD and not allow_future:
+        raise CommandError(
+            f"--as-of {as_of.isoformat()} is {days_ahead} days after today ({today.isoformat()}), which would "
+            f"bill periods that have not started; check the date, or pass --allow-future to bill ahead on purpose"
+        )

@@ -51,6 +51,7 @@ class TestSubscriptionCreate:
         ("field", "value", "message"),
         [
             ("start_date", "2026-02-30", "Date has wrong format. Use one of these formats instead: YYYY-MM-DD."),
+            ("start_date", "9999-12-31", "must be between 1970-01-01 and 2199-12-31"),
             ("quantity", 0, "Ensure this value is greater than or equal to 1."),
             ("price_override_minor", -100, "Ensure this value is greater than or equal to 0."),
             ("customer_id", "cus-1", "Must be a valid UUID."),
@@ -162,6 +163,13 @@ class TestBillRun:
 
         assert response.status_code == 400
         assert set(response.json()["error"]["fields"]) == {"as_of", "dry_run"}
+        assert BillRun.objects.using("subscriptions").count() == 0
+
+    def test_as_of_beyond_a_year_rejected(self):
+        response = api_client().post("/api/v1/bill-runs", {"as_of": "2199-12-31"}, format="json")
+
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"]["as_of"][0].startswith("must be no later than ")
         assert BillRun.objects.using("subscriptions").count() == 0
 
     def test_other_tenant_gets_404(self):

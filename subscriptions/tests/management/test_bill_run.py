@@ -124,7 +124,7 @@ class TestBillRunCommand:
             run("--tenant", "initech")
 
         assert str(raised.value) == (
-            "tenant 'initech' does not exist; create it first with billing.tenancy.services.tenant_ensure"
+            "tenant 'initech' does not exist; create it first with manage.py tenants create initech"
         )
         assert BillRun.objects.using(ALIAS).count() == 0
 
@@ -137,3 +137,29 @@ class TestBillRunCommand:
         assert "(default: every tenant)" in text
         assert "Report what would be billed and bill nothing" in text
         assert "Print the summary as one JSON object" in text
+
+
+class TestAsOfHorizon:
+    def test_far_future_date_needs_allow_future(self):
+        with pytest.raises(CommandError) as raised:
+            run("--as-of", "2062-12-04")
+
+        message = str(raised.value)
+        assert message.startswith("--as-of 2062-12-04 is ")
+        assert message.endswith(
+            "which would bill periods that have not started; check the date, or pass "
+            "--allow-future to bill ahead on purpose"
+        )
+        assert BillRun.objects.count() == 0
+
+    def test_allow_future_runs_the_bill_run(self):
+        summary = json.loads(run("--as-of", "2062-12-04", "--allow-future", "--dry-run", "--json"))
+
+        assert summary["as_of"] == "2062-12-04"
+
+    def test_date_near_year_9999_is_rejected(self):
+        with pytest.raises(CommandError) as raised:
+            run("--as-of", "9999-12-31", "--allow-future")
+
+        assert str(raised.value) == "--as-of 9999-12-31 is too far ahead; use a date before 9000-01-01"
+        assert BillRun.objects.count() == 0

@@ -538,7 +538,7 @@ class TestValidation:
 
         assert raised.value.code == "unknown_tenant"
         assert str(raised.value) == (
-            "tenant 'nobody' does not exist; create it first with billing.tenancy.services.tenant_ensure"
+            "tenant 'nobody' does not exist; create it first with manage.py tenants create nobody"
         )
         assert BillRun.objects.using(ALIAS).count() == 0
 

@@ -171,7 +171,7 @@ class TestPlanUpsert:
             plan_upsert(**{**PRO, "tenant_id": "initech"}, now=NOW)
 
         assert str(raised.value) == (
-            "tenant 'initech' does not exist; create it first with billing.tenancy.services.tenant_ensure"
+            "tenant 'initech' does not exist; create it first with manage.py tenants create initech"
         )
         assert Plan.objects.using(ALIAS).count() == 0
 

@@ -26,13 +26,20 @@ TENANT = "acme"
 AS_OF = "2026-03-31"
 
 
-def run_import(path, *extra: str, tenant: str = TENANT) -> list[str]:
-    """Run the command and return its output lines, without the timing line."""
+def run_import(path, *extra: str, tenant: str = TENANT, rejected: int = 0) -> list[str]:
+    """Run the command and return its output lines, without the timing line.
+
+    With ``rejected``, the command must fail with that many rejected rows
+    after printing its report, as it does for scripts to notice.
+    """
     output = StringIO()
-    call_command(
-        "import_subscriptions", str(path), "--tenant", tenant, "--as-of", AS_OF, *extra,
-        stdout=output, stderr=StringIO(),
-    )
+    arguments = ["import_subscriptions", str(path), "--tenant", tenant, "--as-of", AS_OF, *extra]
+    if rejected:
+        with pytest.raises(CommandError) as raised:
+            call_command(*arguments, stdout=output, stderr=StringIO())
+        assert str(raised.value).startswith(f"{rejected} row(s) rejected")
+    else:
+        call_command(*arguments, stdout=output, stderr=StringIO())
     return [line for line in output.getvalue().splitlines() if not line.startswith("elapsed seconds: ")]
 
 
@@ -125,7 +132,7 @@ class TestDefaultLayout:
             default_row("C-8", interval="fortnight"),
         ])
 
-        lines = run_import(path)
+        lines = run_import(path, rejected=7)
 
         assert lines == [
             "line 3 (C-2) rejected: amount is missing; give the price in major units, such as 29.85",
@@ -166,7 +173,7 @@ class TestDefaultLayout:
     def test_dry_run_writes_nothing(self, tmp_path):
         path = write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1"), default_row("C-2", amount="")])
 
-        lines = run_import(path, "--dry-run")
+        lines = run_import(path, "--dry-run", rejected=1)
 
         assert lines == [
             "line 3 (C-2) rejected: amount is missing; give the price in major units, such as 29.85",
@@ -202,7 +209,7 @@ class TestDefaultLayout:
             name="yearly.csv",
         )
 
-        lines = run_import(yearly)
+        lines = run_import(yearly, rejected=1)
 
         assert lines[0] == (
             "line 2 (C-2) rejected: plan 'basic' was not saved: plan 'basic' has 1 subscription(s), so "

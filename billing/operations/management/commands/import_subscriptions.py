@@ -76,6 +76,14 @@ class Command(BaseCommand):
             self.stdout.write(f"plans created: {summary.plans_created}, plans already present: {summary.plans_existing}")
         self.stdout.write(f"elapsed seconds: {summary.elapsed_seconds:.2f}")
 
+        # A non-zero exit status lets a script notice rejected rows.
+        if summary.rejected:
+            outcome = "the other rows were checked" if summary.dry_run else "the other rows were imported"
+            raise CommandError(
+                f"{summary.rejected} row(s) rejected, listed above by line; {outcome}. "
+                "Fix them and import the file again: accepted rows are updated, not duplicated"
+            )
+
     def _write_progress(self, done: int, total: int) -> None:
         if total > 1000:
             self.stderr.write(f"written {done} of {total} row(s)")
