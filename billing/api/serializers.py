@@ -1,5 +1,7 @@
 """Field types and a base serializer shared by every module's API."""
 
+from datetime import date
+
 from rest_framework import serializers
 
 from billing.money import InvalidMoney, validate_currency
@@ -74,3 +76,23 @@ class ErrorSerializer(serializers.Serializer):
     """The body of every error response."""
 
     error = ErrorDetailSerializer()
+
+
+class BillingDateField(serializers.DateField):
+    """A YYYY-MM-DD date between 1970-01-01 and 2199-12-31.
+
+    Billing periods are computed by adding intervals to dates, which fails
+    with OverflowError near the ends of Python's date range (years 1 and
+    9999); no real billing date lies outside these bounds.
+    """
+
+    MIN_DATE = date(1970, 1, 1)
+    MAX_DATE = date(2199, 12, 31)
+
+    default_error_messages = {"out_of_range": "must be between 1970-01-01 and 2199-12-31"}
+
+    def to_internal_value(self, value):
+        parsed = super().to_internal_value(value)
+        if not self.MIN_DATE <= parsed <= self.MAX_DATE:
+            self.fail("out_of_range")
+        return parsed

@@ -1,28 +1,30 @@
 """The URL list of API version 1, and the OpenAPI schema and docs."""
 
-from django.urls import include, path
+from django.http import JsonResponse
+from django.urls import include, path, re_path
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.api import (
     events,
     schema,  # noqa: F401  (registers the API key security scheme)
 )
+from billing.api.errors import error_body
 
 event_urlpatterns = [
-    path("<str:module>/outbox", events.OutboxEventListView.as_view(), name="outbox-event-list"),
-    path("<str:module>/dead-letters", events.DeadLetterListView.as_view(), name="dead-letter-list"),
+    path("<slug:module>/outbox", events.OutboxEventListView.as_view(), name="outbox-event-list"),
+    path("<slug:module>/dead-letters", events.DeadLetterListView.as_view(), name="dead-letter-list"),
     path(
-        "<str:module>/dead-letters/<int:dead_letter_id>",
+        "<slug:module>/dead-letters/<int:dead_letter_id>",
         events.DeadLetterDetailView.as_view(),
         name="dead-letter-detail",
     ),
     path(
-        "<str:module>/dead-letters/<int:dead_letter_id>/replay",
+        "<slug:module>/dead-letters/<int:dead_letter_id>/replay",
         events.DeadLetterReplayView.as_view(),
         name="dead-letter-replay",
     ),
     path(
-        "<str:module>/dead-letters/<int:dead_letter_id>/discard",
+        "<slug:module>/dead-letters/<int:dead_letter_id>/discard",
         events.DeadLetterDiscardView.as_view(),
         name="dead-letter-discard",
     ),
@@ -35,6 +37,13 @@ v1_urlpatterns = [
     path("events/", include(event_urlpatterns)),
 ]
 
+
+
+def not_found(request, path=""):
+    """Answer an unknown API path with the API's error shape instead of Django's HTML page."""
+    return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)
+
+
 urlpatterns = [
     path("v1/", include(v1_urlpatterns)),
     path("schema/", SpectacularAPIView.as_view(permission_classes=[], authentication_classes=[]), name="schema"),
@@ -43,4 +52,5 @@ urlpatterns = [
         SpectacularSwaggerView.as_view(url_name="schema", permission_classes=[], authentication_classes=[]),
         name="api-docs",
     ),
+    re_path(r"^(?P<path>.*)$", not_found),
 ]

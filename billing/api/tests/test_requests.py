@@ -160,3 +160,18 @@ class TestIdempotencyKeyInUse:
             "message": "a request with Idempotency-Key 'k1' is still running; retry when it has finished",
             "fields": {},
         }
+
+    def test_unknown_path_gets_error_shape(self):
+        response = api_client().get("/api/v1/refunds")
+
+        assert response.status_code == 404
+        assert response.json() == {
+            "error": {"code": "not_found", "message": "no API endpoint at /api/v1/refunds", "fields": {}}
+        }
+
+    def test_nul_in_path_gets_404(self):
+        plan = api_client().get("/api/v1/plans/pro%00")
+        module = api_client().get("/api/v1/events/a%00r/outbox")
+
+        assert plan.status_code == 404
+        assert module.status_code == 404
