@@ -1,11 +1,14 @@
 """Typed access to the ``EVENTBUS`` setting, validated when first read."""
 
 from dataclasses import dataclass
+from urllib.parse import urlparse
 
 from django.conf import settings
 from django.core.exceptions import ImproperlyConfigured
 
 BACKENDS = ("inprocess", "nats")
+# URL schemes nats-py connects with.
+NATS_URL_SCHEMES = ("nats", "tls", "ws", "wss")
 
 
 @dataclass(frozen=True)
@@ -60,6 +63,14 @@ def _validate(config: BusSettings) -> None:
         )
     if config.backend == "nats" and not config.nats_urls:
         raise ImproperlyConfigured("NATS_URL is empty; set it to nats://HOST:PORT (comma-separated for a cluster)")
+    if config.backend == "nats":
+        for url in config.nats_urls:
+            # nats-py reads a bare HOST:PORT as nats://HOST:PORT.
+            if "://" in url and urlparse(url).scheme not in NATS_URL_SCHEMES:
+                raise ImproperlyConfigured(
+                    f"NATS_URL entry {url!r} is not a NATS URL; use nats://HOST:PORT "
+                    f"(or tls://, ws://, wss://)"
+                )
     if not 1 <= config.stream_replicas <= MAX_STREAM_REPLICAS:
         raise ImproperlyConfigured(
             f"NATS_STREAM_REPLICAS={config.stream_replicas} must be between 1 and {MAX_STREAM_REPLICAS}"

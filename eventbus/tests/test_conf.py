@@ -46,6 +46,10 @@ class TestBusSettings:
         [
             ({"BACKEND": "kafka"}, "EVENT_BUS='kafka' is not a bus backend; use one of inprocess, nats"),
             ({"NATS_URLS": []}, "NATS_URL is empty; set it to nats://HOST:PORT (comma-separated for a cluster)"),
+            (
+                {"BACKEND": "nats", "NATS_URLS": ["http://127.0.0.1:1"]},
+                "NATS_URL entry 'http://127.0.0.1:1' is not a NATS URL; use nats://HOST:PORT (or tls://, ws://, wss://)",
+            ),
             ({"STREAM_REPLICAS": 0}, "NATS_STREAM_REPLICAS=0 must be between 1 and 5"),
             ({"STREAM_REPLICAS": 6}, "NATS_STREAM_REPLICAS=6 must be between 1 and 5"),
             ({"ACK_WAIT_SECONDS": 0}, "EVENTBUS_ACK_WAIT_SECONDS=0 must be a positive number of seconds"),
