@@ -44,5 +44,5 @@ class ApiKeyAuthentication(authentication.BaseAuthentication):
         return ApiKeyUser(api_key), api_key
 
     def authenticate_header(self, request):
-        # A value here makes DRF answer 401 rather than 403 to a request without a key.
+        # A value here makes DRF return 401 rather than 403 for a request without a key.
         return self.keyword

@@ -65,7 +65,7 @@ def register_error_statuses(statuses: dict[type[Exception], int]) -> None:
 
 
 def exception_handler(exc, context):
-    """Answer ``exc`` with the error shape, or return None to let it propagate as a 500."""
+    """Return the error-shaped response for ``exc``, or None to let it propagate as a 500."""
     if isinstance(exc, Http404):
         exc = exceptions.NotFound("the resource does not exist")
     elif isinstance(exc, DjangoPermissionDenied):

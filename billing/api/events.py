@@ -80,7 +80,7 @@ class _EventBusView(ApiView):
         return self.kwargs["module"]
 
     def visible_tenant_id(self) -> str | None:
-        """Return the tenant whose rows this key sees, or None for every tenant (staff keys)."""
+        """Return the tenant whose rows this key may read, or None for every tenant (staff keys)."""
         if getattr(self, "swagger_fake_view", False) or self.request.user.is_staff:
             return None
         return self.tenant_id()

@@ -81,9 +81,9 @@ class ErrorSerializer(serializers.Serializer):
 class BillingDateField(serializers.DateField):
     """A YYYY-MM-DD date between 1970-01-01 and 2199-12-31.
 
-    Billing periods are computed by adding intervals to dates, which fails
-    with OverflowError near the ends of Python's date range (years 1 and
-    9999); no real billing date lies outside these bounds.
+    Billing periods are computed by adding intervals to dates, which raises
+    OverflowError near the ends of Python's date range (years 1 and 9999).
+    No real billing date lies outside these bounds.
     """
 
     MIN_DATE = date(1970, 1, 1)

@@ -40,7 +40,7 @@ v1_urlpatterns = [
 
 
 def not_found(request, path=""):
-    """Answer an unknown API path with the API's error shape instead of Django's HTML page."""
+    """Return a 404 for an unknown API path in the API's error shape instead of Django's HTML page."""
     return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)
 
 

@@ -161,7 +161,9 @@ class TestIdempotencyKeyInUse:
             "fields": {},
         }
 
-    def test_unknown_path_gets_error_shape(self):
+
+class TestUnknownPath:
+    def test_gets_error_shape(self):
         response = api_client().get("/api/v1/refunds")
 
         assert response.status_code == 404

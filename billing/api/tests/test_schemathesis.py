@@ -1,4 +1,4 @@
-"""Requests generated from the OpenAPI schema: no endpoint may answer with a 5xx."""
+"""Requests generated from the OpenAPI schema: no endpoint may return a 5xx status."""
 
 import pytest
 import schemathesis
