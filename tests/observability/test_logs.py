@@ -5,9 +5,11 @@ import logging
 
 import pytest
 from django.conf import settings
+from nats.aio.msg import Msg
 from pythonjsonlogger.json import JsonFormatter
 
 from eventbus.relay import relay_outbox
+from eventbus.runner import _event_ids
 from tests.observability.conftest import append_probe
 from tests.probe import events
 from tests.probe.models import ProbeSwitch
@@ -47,3 +49,23 @@ def test_json_line_carries_ids():
 
     for key in EVENT_IDS:
         assert line[key] == f"{key}-value"
+
+
+def test_runner_ids_of_message():
+    envelope = append_probe("a")
+    message = Msg(_client=None, subject="probe.events.probe.value.set", data=envelope.to_json())
+
+    ids = _event_ids(message)
+
+    assert ids == {
+        "event_id": str(envelope.event_id),
+        "event_type": "probe.value.set",
+        "tenant_id": "tenant-obs",
+        "correlation_id": str(envelope.correlation_id),
+    }
+
+
+def test_runner_ids_of_garbage():
+    message = Msg(_client=None, subject="probe.events.probe.value.set", data=b"not json")
+
+    assert _event_ids(message) == {}
