@@ -57,7 +57,7 @@ def process_registry() -> CollectorRegistry:
 
     In multiprocess mode the registry's MultiProcessCollector sums the value
     files in PROMETHEUS_MULTIPROC_DIR at each scrape; otherwise the default
-    registry holds the live values.
+    registry contains the live values.
     """
     if not os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
         return REGISTRY
