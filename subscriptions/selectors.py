@@ -1,6 +1,7 @@
 """Reads of the subscriptions module, for its interfaces and for other modules."""
 
 import uuid
+from datetime import date
 
 from django.db.models import Count
 
@@ -94,3 +95,18 @@ def bill_run_queryset(*, tenant_id: str):
     counts include other tenants.
     """
     return BillRun.objects.using(ALIAS).filter(tenant_id=tenant_id)
+
+
+def billed_start_dates_for_imports(*, tenant_id: str, external_ids: list[str]) -> dict[str, date]:
+    """Return the start date of each imported subscription that has billed periods, by external id.
+
+    Those start dates are fixed: an import that would change one is rejected
+    by ``subscription_upsert_imported``, so importers check them first.
+    """
+    rows = (
+        Subscription.objects.using(ALIAS)
+        .filter(tenant_id=tenant_id, external_id__in=external_ids, billing_periods__isnull=False)
+        .values_list("external_id", "started_on")
+        .distinct()
+    )
+    return dict(rows)

@@ -32,6 +32,7 @@ from billing.tenancy.services import InvalidTenant, tenant_ensure
 from payments.errors import PaymentsError
 from payments.services import payment_method_upsert
 from subscriptions.errors import SubscriptionsError
+from subscriptions.selectors import billed_start_dates_for_imports
 from subscriptions.services import plan_upsert, subscription_upsert_imported
 
 logger = logging.getLogger(__name__)
@@ -96,6 +97,8 @@ def subscriptions_import(
     bound = mapping_bind(mapping, table.header)
     validation = rows_validate(records=table.records, mapping=bound, as_of=as_of)
     rows, rejections = _module_checks(validation.rows, tenant_id)
+    rows, start_rejections = _billed_start_checks(rows, tenant_id, as_of if not backfill else None)
+    rejections.extend(start_rejections)
     rejections = sorted([*validation.rejections, *rejections], key=lambda rejection: rejection.line_number)
 
     summary = ImportSummary(rows_read=len(table.records), dry_run=dry_run, rejections=rejections)
@@ -137,6 +140,37 @@ def _module_checks(rows: list[ImportRow], tenant_id: str) -> tuple[list[ImportRo
             )
         except ArError as error:
             rejections.append(RowRejection(row.line_number, row.external_id, str(error)))
+            continue
+        kept.append(row)
+    return kept, rejections
+
+
+def _billed_start_checks(
+    rows: list[ImportRow], tenant_id: str, cutover: date | None
+) -> tuple[list[ImportRow], list[RowRejection]]:
+    """Reject rows that would move the start date of a subscription that has billed periods.
+
+    The subscriptions module rejects that change too, but only after the
+    row's customer and payment method were written; checking first keeps the
+    row whole and makes a dry run report it.
+    """
+    billed_starts = billed_start_dates_for_imports(
+        tenant_id=tenant_id, external_ids=[row.external_id for row in rows]
+    )
+    kept, rejections = [], []
+    for row in rows:
+        billed_start = billed_starts.get(row.external_id)
+        new_start = _billing_start(row, cutover)
+        if billed_start is not None and billed_start != new_start:
+            rejections.append(
+                RowRejection(
+                    row.line_number,
+                    row.external_id,
+                    f"subscription {row.external_id!r} is billed from {billed_start.isoformat()}, and this "
+                    f"import would move its start to {new_start.isoformat()}; import with the --as-of "
+                    "(and --backfill choice) of the first import",
+                )
+            )
             continue
         kept.append(row)
     return kept, rejections

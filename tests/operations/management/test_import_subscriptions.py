@@ -340,3 +340,30 @@ class TestTelcoMapping:
             "rows read: 5", "imported: 0", "updated: 5", "rejected: 0", "plans created: 0, plans already present: 4",
         ]
         assert sum(subscription_counts_by_status(tenant_id=TENANT).values()) == 5
+
+
+class TestBilledStartDates:
+    def test_moved_start_of_billed_subscription_is_rejected_whole(self, tmp_path):
+        from datetime import UTC, datetime
+
+        from payments.selectors import payment_methods_for_customer
+        from subscriptions.services import bill_run_execute
+
+        path = write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1", start_date="2026-01-15")])
+        run_import(path)
+        bill_run_execute(as_of=date(2026, 4, 30), now=datetime(2026, 4, 30, tzinfo=UTC))
+        started_on = subscription_of("C-1").started_on
+        message = (
+            f"line 2 (C-1) rejected: subscription 'C-1' is billed from {started_on.isoformat()}, and this "
+            "import would move its start to 2026-01-15; import with the --as-of (and --backfill choice) "
+            "of the first import"
+        )
+
+        dry_lines = run_import(path, "--backfill", "--dry-run", rejected=1)
+        lines = run_import(path, "--backfill", rejected=1)
+
+        assert dry_lines[0] == message
+        assert lines[0] == message
+        assert not any("partly saved" in line for line in lines)
+        assert subscription_of("C-1").started_on == started_on
+        assert len(payment_methods_for_customer(customer_id=customer_of("C-1"))) == 1
