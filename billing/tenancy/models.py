@@ -49,6 +49,10 @@ class IdempotencyRecord(models.Model):
 
     A repeat of the key with the same request hash gets this response again
     instead of a second write.
+
+    NOTE: nothing purges old records yet, so the table grows by one row per
+    keyed POST; purge rows older than a client's retry window (a day is
+    common) once the table's size matters.
     """
 
     tenant = models.ForeignKey(Tenant, on_delete=models.CASCADE, related_name="+")

@@ -1,5 +1,5 @@
 import pytest
-from django.core.management import call_command
+from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
 
 from billing.api.tests.support import NOW, api_client
@@ -83,8 +83,28 @@ class TestCreateApiKeyCommand:
         assert ApiKey.objects.get().name == "ci"
 
     def test_unknown_tenant_fails(self):
-        from django.core.management import CommandError
-
         with pytest.raises(CommandError, match="tenant 'nobody' does not exist; create it first"):
             call_command("create_api_key", "--tenant", "nobody")
         assert ApiKey.objects.count() == 0
+
+
+class TestRevokeApiKeyCommand:
+    def test_revoked_key_gets_401(self):
+        tenant_ensure(tenant_id="acme", now=NOW)
+        api_key, secret = api_key_create(tenant_id="acme", now=NOW)
+
+        call_command("revoke_api_key", "--id", str(api_key.id), "--yes")
+
+        assert client_with(f"Bearer {secret}").get("/api/v1/customers").status_code == 401
+
+    def test_needs_yes(self):
+        tenant_ensure(tenant_id="acme", now=NOW)
+        api_key, _ = api_key_create(tenant_id="acme", now=NOW)
+
+        with pytest.raises(CommandError, match="pass --yes to confirm"):
+            call_command("revoke_api_key", "--id", str(api_key.id))
+        assert ApiKey.objects.get().revoked_at is None
+
+    def test_unknown_id_fails(self):
+        with pytest.raises(CommandError, match="API key 404 does not exist"):
+            call_command("revoke_api_key", "--id", "404", "--yes")
