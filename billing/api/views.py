@@ -74,7 +74,15 @@ class ApiView(GenericAPIView):
         if isinstance(exc, _Replay):
             exc.response["Idempotent-Replayed"] = "true"
             return exc.response
-        return super().handle_exception(exc)
+        try:
+            return super().handle_exception(exc)
+        except Exception:
+            # An unhandled error (a 500) skips finalize_response, so release
+            # the claim here, or repeats of the key would get 409 until the claim times out.
+            record = getattr(self, "_idempotency_record", None)
+            if record is not None:
+                idempotency_record_release(record_id=record.id)
+            raise
 
     def finalize_response(self, request, response, *args, **kwargs):
         response = super().finalize_response(request, response, *args, **kwargs)

@@ -177,3 +177,20 @@ class TestUnknownPath:
 
         assert plan.status_code == 404
         assert module.status_code == 404
+
+
+class TestServerError:
+    def test_releases_idempotency_key(self, monkeypatch):
+        import ar.api.views
+
+        def fail(**kwargs):
+            raise RuntimeError("database went away")
+
+        monkeypatch.setattr(ar.api.views, "customer_upsert", fail)
+        client = api_client()
+        client.raise_request_exception = True
+
+        with pytest.raises(RuntimeError, match="database went away"):
+            client.post("/api/v1/customers", CUSTOMER, format="json", HTTP_IDEMPOTENCY_KEY="k1")
+
+        assert IdempotencyRecord.objects.count() == 0
