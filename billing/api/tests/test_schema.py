@@ -29,3 +29,9 @@ class TestSchema:
 
         assert set(response.json()["error"]) == set(error_schema["properties"])
         assert set(response.json()["error"]) == set(error_schema["required"])
+
+    def test_docs_use_local_swagger_ui(self):
+        docs = APIClient().get("/api/docs/")
+
+        assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content
+        assert b"cdn.jsdelivr.net" not in docs.content
