@@ -10,6 +10,8 @@ from ar.selectors import (
     customer_contact,
     customer_credit_balances,
     customer_id_for_external_id,
+    customer_queryset,
+    invoice_queryset,
     invoice_summaries,
     invoice_summary,
     invoice_summary_for_billing_period,
@@ -132,3 +134,12 @@ class TestInvoiceSelectors:
             "paid": {"USD": {"count": 1, "amount_minor": 300}},
         }
         assert invoice_totals_by_status(tenant_id="gamma") == {}
+
+
+class TestTenantQuerysets:
+    def test_each_returns_only_the_tenants_rows(self):
+        invoice = InvoiceFactory(customer=CustomerFactory(tenant_id="acme"))
+        InvoiceFactory(customer=CustomerFactory(tenant_id="globex"))
+
+        assert list(customer_queryset(tenant_id="acme")) == [invoice.customer]
+        assert list(invoice_queryset(tenant_id="acme")) == [invoice]

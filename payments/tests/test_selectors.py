@@ -4,7 +4,9 @@ from payments.selectors import (
     payment_attempts,
     payment_counts_by_status,
     payment_for_invoice,
+    payment_method_queryset,
     payment_methods_for_customer,
+    payment_queryset,
     successful_charge_totals,
 )
 from payments.tests.factories import PaymentFactory, PaymentMethodFactory, new_id
@@ -73,3 +75,16 @@ class TestLookups:
         default = PaymentMethodFactory(customer_id=customer_id, token="tok_success", is_default=True)
 
         assert payment_methods_for_customer(customer_id=customer_id) == [default, other]
+
+
+class TestTenantQuerysets:
+    def test_each_returns_only_the_tenants_rows(self):
+        customer_id = new_id()
+        payment = PaymentFactory(tenant_id="tenant-a")
+        PaymentFactory(tenant_id="tenant-b")
+        method = PaymentMethodFactory(tenant_id="tenant-a", customer_id=customer_id)
+        PaymentMethodFactory(tenant_id="tenant-a")
+
+        assert list(payment_queryset(tenant_id="tenant-a")) == [payment]
+        assert list(payment_method_queryset(tenant_id="tenant-a", customer_id=customer_id)) == [method]
+        assert list(payment_method_queryset(tenant_id="tenant-b", customer_id=customer_id)) == []

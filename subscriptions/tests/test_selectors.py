@@ -5,10 +5,13 @@ import pytest
 from subscriptions.errors import SubscriptionNotFound
 from subscriptions.selectors import (
     bill_run_list,
+    bill_run_queryset,
     billing_period_list,
+    plan_queryset,
     subscription_counts_by_status,
     subscription_get,
     subscription_list_for_customer,
+    subscription_queryset,
 )
 from subscriptions.services import bill_run_execute, subscription_cancel
 from subscriptions.tests.factories import NOW, PlanFactory, SubscriptionFactory
@@ -85,3 +88,16 @@ class TestLists:
         assert billing_period_list(subscription_id="sub-1") == []
         assert [str(run.id) for run in bill_run_list()] == [second.bill_run_id, first.bill_run_id]
         assert bill_run_list(tenant_id="globex") == []
+
+
+class TestTenantQuerysets:
+    def test_each_returns_only_the_tenants_rows(self):
+        mine = SubscriptionFactory(tenant_id="acme")
+        SubscriptionFactory(tenant_id="globex")
+        run = bill_run_execute(tenant_id="acme", as_of=date(2026, 1, 1), now=NOW)
+        bill_run_execute(tenant_id="globex", as_of=date(2026, 1, 1), now=NOW)
+        bill_run_execute(as_of=date(2026, 1, 1), now=NOW)
+
+        assert list(plan_queryset(tenant_id="acme")) == [mine.plan]
+        assert list(subscription_queryset(tenant_id="acme")) == [mine]
+        assert [str(row.id) for row in bill_run_queryset(tenant_id="acme")] == [run.bill_run_id]
