@@ -120,35 +120,9 @@ def _sendable_in_order(rows: list, moment: datetime) -> tuple[list, int]:
 
 
 def _publish_in_waves(bus_module, bus, rows, result, now, after_publish) -> None:
-    """Publish ``rows`` pipelined, at most one event per aggregate in flight.
+    """Publish claimed ``rows`` in aggregate order and record each outcome on its row."""
 
-    Wave n holds each aggregate's n-th row of the batch, so an event is sent
-    only after every earlier event of its aggregate was acknowledged; when one
-    fails, the aggregate's later rows wait for the next pass.
-    """
-    waves: list[list] = []
-    seen: dict[tuple, int] = {}
-    for row in rows:
-        key = (row.aggregate_type, row.aggregate_id)
-        position = seen.get(key, 0)
-        seen[key] = position + 1
-        if position == len(waves):
-            waves.append([])
-        waves[position].append(row)
-
-    failed_aggregates: set[tuple] = set()
-    for wave in waves:
-        waiting = len(wave)
-        wave = [row for row in wave if (row.aggregate_type, row.aggregate_id) not in failed_aggregates]
-        result.held += waiting - len(wave)
-        if not wave:
-            continue
-        messages = [OutgoingMessage(row.subject, str(row.event_id), row.body.encode()) for row in wave]
-        try:
-            outcomes = bus.publish_batch(messages)
-        except EventBusError as error:
-            outcomes = [PublishOutcome(message.event_id, stored=False, error=str(error)) for message in messages]
-
+    def settle(wave: list, outcomes: list[PublishOutcome]) -> None:
         if after_publish is not None:
             after_publish(outcomes)
 
@@ -162,10 +136,57 @@ def _publish_in_waves(bus_module, bus, rows, result, now, after_publish) -> None
             EVENTS_RELAYED.labels(module=bus_module.name, event_type=event_type_of_subject(row.subject)).inc()
         for row, _ in failures:
             EVENTS_PUBLISH_FAILED.labels(module=bus_module.name, event_type=event_type_of_subject(row.subject)).inc()
-        for row, outcome in failures:
-            failed_aggregates.add((row.aggregate_type, row.aggregate_id))
+        for _, outcome in failures:
             if outcome.error not in result.errors:
                 result.errors.append(outcome.error)
+
+    result.held += publish_in_aggregate_order(bus, rows, settle=settle, failed_aggregates=set())
+
+
+def publish_in_aggregate_order(
+    bus: EventBus,
+    rows: list,
+    *,
+    settle: Callable[[list, list[PublishOutcome]], None],
+    failed_aggregates: set[tuple],
+) -> int:
+    """Publish outbox ``rows`` pipelined, at most one event per aggregate in flight.
+
+    Wave n contains each aggregate's n-th row of ``rows``, so an event is sent
+    only after every earlier event of its aggregate was acknowledged. Each
+    message carries the event id as its Nats-Msg-Id. ``settle(wave,
+    outcomes)`` runs after every wave. A failed row adds its aggregate to
+    ``failed_aggregates``, and the aggregate's later rows are not sent. Return
+    how many rows were held back that way.
+    """
+    waves: list[list] = []
+    seen: dict[tuple, int] = {}
+    for row in rows:
+        key = (row.aggregate_type, row.aggregate_id)
+        position = seen.get(key, 0)
+        seen[key] = position + 1
+        if position == len(waves):
+            waves.append([])
+        waves[position].append(row)
+
+    held = 0
+    for wave in waves:
+        waiting = len(wave)
+        wave = [row for row in wave if (row.aggregate_type, row.aggregate_id) not in failed_aggregates]
+        held += waiting - len(wave)
+        if not wave:
+            continue
+        messages = [OutgoingMessage(row.subject, str(row.event_id), row.body.encode()) for row in wave]
+        try:
+            outcomes = bus.publish_batch(messages)
+        except EventBusError as error:
+            outcomes = [PublishOutcome(message.event_id, stored=False, error=str(error)) for message in messages]
+
+        settle(wave, outcomes)
+        for row, outcome in zip(wave, outcomes, strict=True):
+            if not outcome.stored:
+                failed_aggregates.add((row.aggregate_type, row.aggregate_id))
+    return held
 
 
 def _mark_published(bus_module: BusModule, rows: list, moment: datetime) -> None:
@@ -264,6 +285,106 @@ def relay_follow(
             busy = busy or result.published > 0
         if not busy:
             time.sleep(interval)
+
+
+class RepublishSinceNaive(EventBusError):
+    code = "republish_since_naive"
+
+
+@dataclass
+class RepublishResult:
+    module: str
+    locked_out: bool = False
+    republished: int = 0
+    # Re-published events that JetStream still held within its duplicate
+    # window, so it dropped the copy.
+    duplicates: int = 0
+    failed: int = 0
+    # Rows not sent because an earlier event of their aggregate failed.
+    held: int = 0
+    errors: list[str] = field(default_factory=list)
+
+
+def outbox_republish(
+    *,
+    module: str,
+    since: datetime,
+    bus: EventBus | None = None,
+    batch_size: int | None = None,
+) -> RepublishResult:
+    """Publish ``module``'s published outbox rows again, from ``published_at >= since`` on.
+
+    Recovers events a bus lost after acknowledging them, for example when a
+    single nats-server crashed before it flushed them to disk. Rows go out in
+    id order under the relay lock, through the relay's publish path and with
+    the same Nats-Msg-Id. Repeating it is safe because JetStream drops copies
+    within its duplicate window, and each consumer's inbox skips events it
+    already applied. Rows stay as they are, ``published_at`` included. Rows
+    purged after the retention period cannot be re-published. Return at once
+    with ``locked_out`` when a relay owns the outbox. Raises
+    ``RepublishSinceNaive`` when ``since`` has no time zone.
+    """
+    if timezone.is_naive(since):
+        raise RepublishSinceNaive(f"since={since.isoformat()} has no time zone; pass an aware datetime")
+
+    bus_module = get_module(module)
+    bus = bus or get_bus()
+    batch_size = batch_size or bus_settings().relay_batch_size
+    result = RepublishResult(module=module)
+
+    def settle(wave: list, outcomes: list[PublishOutcome]) -> None:
+        for outcome in outcomes:
+            if outcome.stored:
+                result.republished += 1
+                result.duplicates += int(outcome.duplicate)
+            else:
+                result.failed += 1
+                if outcome.error not in result.errors:
+                    result.errors.append(outcome.error)
+
+    with relay_lock(bus_module.alias, module) as acquired:
+        if not acquired:
+            result.locked_out = True
+            return result
+
+        # No relay publishes this outbox while the lock is held, so no row
+        # becomes published behind the id cursor.
+        failed_aggregates: set[tuple] = set()
+        last_id = 0
+        while True:
+            rows = _published_since(bus_module, since, last_id, batch_size)
+            if not rows:
+                break
+            result.held += publish_in_aggregate_order(
+                bus, rows, settle=settle, failed_aggregates=failed_aggregates
+            )
+            last_id = rows[-1].id
+
+    logger.info(
+        "Re-published %s event(s) from %s published since %s, %s already in the stream, %s failed, %s held back",
+        result.republished, module, since.isoformat(), result.duplicates, result.failed, result.held,
+        extra={"bus_module": module},
+    )
+    return result
+
+
+def outbox_republish_count(*, module: str, since: datetime) -> int:
+    """Return how many of ``module``'s rows ``outbox_republish`` would send for ``since``."""
+    bus_module = get_module(module)
+    return (
+        bus_module.outbox.objects.using(bus_module.alias)
+        .filter(state=OutboxState.PUBLISHED, published_at__gte=since)
+        .count()
+    )
+
+
+def _published_since(bus_module: BusModule, since: datetime, after_id: int, batch_size: int) -> list:
+    return list(
+        bus_module.outbox.objects.using(bus_module.alias)
+        .filter(state=OutboxState.PUBLISHED, published_at__gte=since, id__gt=after_id)
+        .order_by("id")
+        .only("id", "event_id", "subject", "body", "aggregate_type", "aggregate_id")[:batch_size]
+    )
 
 
 def outbox_purge(*, module: str, now: datetime | None = None) -> int:
