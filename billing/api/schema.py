@@ -6,6 +6,7 @@ from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from drf_spectacular.openapi import AutoSchema
 from drf_spectacular.utils import OpenApiParameter, OpenApiResponse
 
+from billing.api.permissions import IsStaffKey
 from billing.api.serializers import ErrorSerializer
 
 
@@ -42,6 +43,8 @@ class ApiAutoSchema(AutoSchema):
         codes = ["401", "404", "429"]
         if self.method == "POST":
             codes += ["400", "409", "413", "422"]
+        if any(permission is IsStaffKey for permission in getattr(self.view, "permission_classes", [])):
+            codes.append("403")
         for code in codes:
             responses.setdefault(code, error)
         return responses

@@ -2,6 +2,7 @@
 
 from django.http import JsonResponse
 from django.urls import include, path, re_path
+from django.views.decorators.csrf import csrf_exempt
 from drf_spectacular.views import SpectacularAPIView, SpectacularSwaggerView
 
 from billing.api import (
@@ -39,6 +40,9 @@ v1_urlpatterns = [
 
 
 
+# Exempt, because Django's CSRF check would reject a POST with an HTML 403
+# first; the API authenticates with keys, never with cookies.
+@csrf_exempt
 def not_found(request, path=""):
     """Return a 404 for an unknown API path in the API's error shape instead of Django's HTML page."""
     return JsonResponse(error_body("not_found", f"no API endpoint at {request.path}"), status=404)

@@ -178,6 +178,12 @@ class TestUnknownPath:
         assert plan.status_code == 404
         assert module.status_code == 404
 
+    def test_post_to_unknown_path_gets_404(self):
+        response = api_client().post("/api/v1/customers/cus-1/payment-methods", {}, format="json")
+
+        assert response.status_code == 404
+        assert response.json()["error"]["code"] == "not_found"
+
 
 class TestServerError:
     def test_releases_idempotency_key(self, monkeypatch):

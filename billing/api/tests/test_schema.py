@@ -35,3 +35,10 @@ class TestSchema:
 
         assert b"/static/drf_spectacular_sidecar/swagger-ui-dist/swagger-ui-bundle.js" in docs.content
         assert b"cdn.jsdelivr.net" not in docs.content
+
+    def test_staff_endpoints_document_403(self):
+        schema = APIClient().get("/api/schema/", HTTP_ACCEPT="application/vnd.oai.openapi+json").json()
+        paths = schema["paths"]
+
+        assert "403" in paths["/api/v1/events/{module}/dead-letters/{dead_letter_id}/replay"]["post"]["responses"]
+        assert "403" not in paths["/api/v1/customers"]["post"]["responses"]

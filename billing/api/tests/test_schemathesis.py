@@ -1,10 +1,11 @@
-"""Requests generated from the OpenAPI schema: no endpoint may return a 5xx status."""
+"""Requests generated from the OpenAPI schema: no 5xx status, and every response as documented."""
 
 import pytest
 import schemathesis
 from hypothesis import HealthCheck, settings
 from rest_framework.throttling import SimpleRateThrottle
 from schemathesis.checks import not_a_server_error
+from schemathesis.specs.openapi.checks import response_schema_conformance, status_code_conformance
 
 from billing.api.tests.support import NOW
 from billing.tenancy.services import api_key_create, tenant_ensure
@@ -41,7 +42,9 @@ schema = schemathesis.from_pytest_fixture("api_schema")
     deadline=None,
     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow, HealthCheck.filter_too_much],
 )
-def test_no_server_errors(case):
+def test_responses_match_schema(case):
     response = case.call_wsgi()
 
-    case.validate_response(response, checks=(not_a_server_error,))
+    case.validate_response(
+        response, checks=(not_a_server_error, response_schema_conformance, status_code_conformance)
+    )
