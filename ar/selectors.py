@@ -13,7 +13,7 @@ from datetime import date, datetime
 
 from django.db.models import Count, Sum
 
-from ar.models import Customer, CustomerCreditEntry, Invoice
+from ar.models import Customer, CustomerCreditEntry, Invoice, PaymentApplication, PaymentSource
 
 ALIAS = "ar"
 
@@ -219,3 +219,71 @@ def _is_uuid(value) -> bool:
     except ValueError:
         return False
     return True
+
+
+@dataclass(frozen=True)
+class InvoiceAuditRow:
+    """The invoice fields the invariant checks compare with other modules."""
+
+    invoice_id: str
+    tenant_id: str
+    number: str | None
+    status: str
+    currency: str
+    total_minor: int
+    amount_paid_minor: int
+    collection_method: str
+    billing_period_id: str | None
+    finalized_at: datetime | None
+
+
+@dataclass(frozen=True)
+class GatewayPaymentApplication:
+    """A payment from the payments module that AR applied; ``payment_id`` is its reference."""
+
+    payment_id: str
+    tenant_id: str
+    invoice_id: str
+    currency: str
+    amount_minor: int
+
+
+def invoice_audit_rows(*, tenant_id: str | None = None) -> list[InvoiceAuditRow]:
+    """Return every invoice's audit fields, of one tenant or all, in creation order."""
+    invoices = Invoice.objects.using(ALIAS)
+    if tenant_id is not None:
+        invoices = invoices.filter(tenant_id=tenant_id)
+    rows = invoices.order_by("created_at", "id").values(
+        "id", "tenant_id", "number", "status", "currency", "total_minor", "amount_paid_minor",
+        "customer__collection_method", "billing_period_id", "finalized_at",
+    )
+    return [
+        InvoiceAuditRow(
+            invoice_id=str(row["id"]),
+            tenant_id=row["tenant_id"],
+            number=row["number"],
+            status=row["status"],
+            currency=row["currency"],
+            total_minor=row["total_minor"],
+            amount_paid_minor=row["amount_paid_minor"],
+            collection_method=row["customer__collection_method"],
+            billing_period_id=str(row["billing_period_id"]) if row["billing_period_id"] else None,
+            finalized_at=row["finalized_at"],
+        )
+        for row in rows
+    ]
+
+
+def gateway_payment_applications(*, tenant_id: str | None = None) -> list[GatewayPaymentApplication]:
+    """Return the gateway payments AR applied (settled or credited), of one tenant or all."""
+    applications = PaymentApplication.objects.using(ALIAS).filter(source=PaymentSource.GATEWAY)
+    if tenant_id is not None:
+        applications = applications.filter(tenant_id=tenant_id)
+    rows = applications.order_by("id").values_list("reference", "tenant_id", "invoice_id", "currency", "amount_minor")
+    return [
+        GatewayPaymentApplication(
+            payment_id=reference, tenant_id=row_tenant_id, invoice_id=str(invoice_id),
+            currency=currency, amount_minor=amount_minor,
+        )
+        for reference, row_tenant_id, invoice_id, currency, amount_minor in rows
+    ]

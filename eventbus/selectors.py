@@ -67,3 +67,12 @@ def dead_letter_queryset(*, module: str, tenant_id: str | None = None):
     if tenant_id is not None:
         rows = rows.filter(tenant_id=tenant_id)
     return rows
+
+
+def processed_event_queryset(*, module: str, tenant_id: str | None = None):
+    """Return the module's inbox rows as a queryset, of one tenant or all; raise ``UnknownModule``."""
+    bus_module = get_module(module)
+    rows = bus_module.inbox.objects.using(bus_module.alias).all()
+    if tenant_id is not None:
+        rows = rows.filter(tenant_id=tenant_id)
+    return rows

@@ -1,5 +1,8 @@
 """Reads of the delivery log, for other modules, the admin, commands and tests."""
 
+from dataclasses import dataclass
+from datetime import datetime
+
 from django.core.exceptions import ValidationError
 from django.db.models import Count, QuerySet
 
@@ -83,3 +86,36 @@ def invoice_number_for(*, tenant_id: str, invoice_id: str) -> str | None:
         .values_list("invoice_number", flat=True)
         .first()
     )
+
+
+@dataclass(frozen=True)
+class NotificationAuditRow:
+    """The notification fields the invariant checks compare with the events consumed."""
+
+    notification_id: str
+    tenant_id: str
+    source_event_id: str
+    template: str
+    status: str
+    created_at: datetime
+
+
+def notification_audit_rows(*, tenant_id: str | None = None) -> list[NotificationAuditRow]:
+    """Return every notification's audit fields, of one tenant or all, in creation order."""
+    notifications = _notifications()
+    if tenant_id is not None:
+        notifications = notifications.filter(tenant_id=tenant_id)
+    rows = notifications.order_by("created_at", "id").values_list(
+        "id", "tenant_id", "source_event_id", "template", "status", "created_at"
+    )
+    return [
+        NotificationAuditRow(
+            notification_id=str(notification_id),
+            tenant_id=row_tenant_id,
+            source_event_id=str(source_event_id),
+            template=template,
+            status=status,
+            created_at=created_at,
+        )
+        for notification_id, row_tenant_id, source_event_id, template, status, created_at in rows
+    ]

@@ -1,7 +1,8 @@
 """Reads of the subscriptions module, for its interfaces and for other modules."""
 
 import uuid
-from datetime import date
+from dataclasses import dataclass
+from datetime import date, datetime
 
 from django.db.models import Count
 
@@ -110,3 +111,34 @@ def billed_start_dates_for_imports(*, tenant_id: str, external_ids: list[str]) -
         .distinct()
     )
     return dict(rows)
+
+
+@dataclass(frozen=True)
+class BillingPeriodKey:
+    """What identifies a billed period: for the invariant checks, which compare it with AR."""
+
+    billing_period_id: str
+    tenant_id: str
+    subscription_id: str
+    period_start: date
+    created_at: datetime
+
+
+def billing_period_keys(*, tenant_id: str | None = None) -> list[BillingPeriodKey]:
+    """Return every billing period's key, of one tenant or all, in creation order."""
+    periods = BillingPeriod.objects.using(ALIAS)
+    if tenant_id is not None:
+        periods = periods.filter(tenant_id=tenant_id)
+    rows = periods.order_by("created_at", "id").values_list(
+        "id", "tenant_id", "subscription_id", "period_start", "created_at"
+    )
+    return [
+        BillingPeriodKey(
+            billing_period_id=str(period_id),
+            tenant_id=period_tenant_id,
+            subscription_id=str(subscription_id),
+            period_start=period_start,
+            created_at=created_at,
+        )
+        for period_id, period_tenant_id, subscription_id, period_start, created_at in rows
+    ]
