@@ -50,9 +50,14 @@ class ApiView(GenericAPIView):
         if request.method != "POST" or key is None:
             return
 
-        if not key.strip() or len(key) > IDEMPOTENCY_KEY_MAX_LENGTH:
+        valid = key.strip() and len(key) <= IDEMPOTENCY_KEY_MAX_LENGTH and key.isascii() and key.isprintable()
+        if not valid:
             raise ValidationError(
-                {IDEMPOTENCY_HEADER: [f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} characters, such as a UUID"]}
+                {
+                    IDEMPOTENCY_HEADER: [
+                        f"must be 1 to {IDEMPOTENCY_KEY_MAX_LENGTH} printable ASCII characters, such as a UUID"
+                    ]
+                }
             )
         digest = hashlib.sha256()
         digest.update(f"{request.method} {request.path}\n".encode())

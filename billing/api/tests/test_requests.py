@@ -72,6 +72,17 @@ class TestIdempotencyKey:
         assert fixed.status_code == 201
         assert IdempotencyRecord.objects.get().response_status == 201
 
+    @pytest.mark.parametrize("key", ["", " ", "k" * 256, "k\x00", "schlüssel"])
+    def test_invalid_key_rejected(self, key):
+        response = api_client().post("/api/v1/customers", CUSTOMER, format="json", HTTP_IDEMPOTENCY_KEY=key)
+
+        assert response.status_code == 400
+        assert response.json()["error"]["fields"] == {
+            "Idempotency-Key": ["must be 1 to 255 printable ASCII characters, such as a UUID"]
+        }
+        assert customer_count() == 0
+        assert IdempotencyRecord.objects.count() == 0
+
     def test_post_without_key_runs_each_time(self):
         client = api_client()
 
