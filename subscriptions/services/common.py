@@ -41,10 +41,24 @@ def require_aware(now: datetime, name: str = "now") -> datetime:
     return now
 
 
+# The calendar range billing dates may take; the REST API accepts the same.
+EARLIEST_DATE = date(1970, 1, 1)
+LATEST_DATE = date(2199, 12, 31)
+
+
 def require_date(value: date, name: str, error: type[SubscriptionsError]) -> date:
-    """Return ``value`` if it is a calendar date (a datetime is rejected); raise ``error`` otherwise."""
+    """Return ``value`` if it is a calendar date in the supported range; raise ``error`` otherwise.
+
+    A datetime is rejected. Dates near year 9999 are too, because period
+    arithmetic past them overflows Python's date type.
+    """
     if isinstance(value, datetime) or not isinstance(value, date):
         raise error(f"{name} {value!r} is not a date; pass a datetime.date such as date(2026, 1, 31)")
+    if not EARLIEST_DATE <= value <= LATEST_DATE:
+        raise error(
+            f"{name} {value.isoformat()} is outside the supported range "
+            f"{EARLIEST_DATE.isoformat()} to {LATEST_DATE.isoformat()}"
+        )
     return value
 
 

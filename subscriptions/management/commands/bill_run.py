@@ -14,8 +14,9 @@ PROGRESS_BAR_WIDTH = 30
 # evening before a billing day is normal. A date years ahead is most likely a
 # typo, and it would bill periods that have not started.
 MAX_DAYS_AHEAD = 31
-# Period arithmetic near year 9999 overflows Python's date type.
-LATEST_AS_OF = date(9000, 1, 1)
+# Period arithmetic near year 9999 overflows Python's date type, so the
+# service accepts dates up to 2199 only.
+LATEST_AS_OF = date(2200, 1, 1)
 
 
 class Command(BaseCommand):

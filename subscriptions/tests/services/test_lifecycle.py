@@ -604,3 +604,19 @@ class TestConcurrentImports:
         assert sorted(created for _, created in results) == [False, True]
         assert Subscription.objects.using(ALIAS).filter(external_id="legacy-17").count() == 1
         assert len({subscription.id for subscription, _ in results}) == 1
+
+
+class TestStartDateRange:
+    def test_start_date_near_year_9999_is_rejected(self):
+        from subscriptions.errors import InvalidSubscription
+
+        plan = PlanFactory()
+
+        with pytest.raises(InvalidSubscription) as raised:
+            subscription_create(
+                tenant_id=plan.tenant_id, customer_id=CUSTOMER_ID, plan_code=plan.code,
+                start_date=date(9999, 12, 31), now=NOW,
+            )
+
+        assert str(raised.value) == "start_date 9999-12-31 is outside the supported range 1970-01-01 to 2199-12-31"
+        assert Subscription.objects.count() == 0
