@@ -131,6 +131,16 @@ class NatsCluster:
         info = self.stream_info(stream)
         return info.cluster.leader if info.cluster else None
 
+    def stream_caught_up(self, stream: str) -> bool:
+        """Return whether ``stream`` has a leader and every other replica is online and current."""
+        info = self.stream_info(stream)
+        if info.cluster is None or not info.cluster.leader:
+            return False
+        replicas = info.cluster.replicas or []
+        expected_followers = info.config.num_replicas - 1
+        current = [peer for peer in replicas if peer.current and not peer.offline]
+        return len(current) == expected_followers
+
     def stop(self) -> None:
         """Stop every node this cluster started, by its process id."""
         for node in self.nodes:

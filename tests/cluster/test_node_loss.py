@@ -1,10 +1,12 @@
-"""A three-node JetStream cluster loses a node in the middle of the flow: nothing is lost.
+"""A three-node JetStream cluster loses a node during the flow: nothing is lost.
 
 Streams are replicated to all three nodes, so two nodes keep a quorum while
-the third is down. The test kills the node leading the AR stream with
-SIGKILL after AR created the invoice and before AR's collection request is
-relayed, so that request is published and consumed by payments while the
-node is down. The node then restarts, and every invariant must hold.
+the third is down. One test kills a follower (neither the meta leader nor
+the AR stream's leader) with SIGKILL before the bill run and restarts it
+once the invoice is paid. The other kills the AR stream's leader after AR
+created the invoice and before AR's collection request is relayed, so that
+request is published and consumed while the node is down. After each
+restart every replica must catch up and every invariant must hold.
 """
 
 import threading
@@ -59,12 +61,67 @@ def cluster_bus(settings, cluster):
         "BACKOFF_SECONDS": [0.2, 0.5, 1.0],
     }
     reset_bus()
-    yield get_bus()
+    bus = get_bus()
+    # Replicated streams need all three nodes up to be created.
+    bus.ensure()
+    yield bus
     reset_bus()
 
 
 def outboxes_pending() -> int:
     return sum(backlog.pending for backlog in outbox_backlogs())
+
+
+def relay_in_thread(bus, stop: threading.Event) -> threading.Thread:
+    """Start relaying every module's outbox on a thread until ``stop`` is set."""
+
+    def relay_until_stopped():
+        try:
+            relay_follow(modules=MODULES, interval=0.1, should_stop=stop.is_set, bus=bus)
+        finally:
+            connections.close_all()
+
+    relay = threading.Thread(target=relay_until_stopped, daemon=True)
+    relay.start()
+    return relay
+
+
+def assert_nothing_lost(*, customer_id: str) -> None:
+    """Assert the invoice is paid, outboxes drained, each event applied once and every invariant holds."""
+    from ar.models import Invoice
+
+    invoice = Invoice.objects.get(customer_id=customer_id)
+    assert invoice.status == "paid"
+    assert invoice.amount_paid_minor == 4900
+    assert outboxes_pending() == 0
+    for module in all_modules():
+        event_ids = list(module.inbox.objects.using(module.alias).values_list("event_id", flat=True))
+        assert len(event_ids) == len(set(event_ids)), f"{module.name} applied an event twice"
+        assert module.dead_letters.objects.using(module.alias).count() == 0
+    payments = get_module("payments")
+    requests_applied = payments.inbox.objects.using(payments.alias).filter(
+        event_type="ar.payment.collection.requested"
+    )
+    assert requests_applied.count() == 1
+    assert [message.to for message in mail.outbox] == [["ada@example.com"], ["ada@example.com"]]
+
+    report = check_later()
+    assert report.failed_checks == []
+    assert report.check("events_applied").rows_checked > 0
+    assert report.check("payments_applied").rows_checked == 1
+
+
+def wait_until_settled(cluster: NatsCluster, *, deadline: float) -> None:
+    """Wait for every replica to catch up, the emails, the outboxes and the invariants."""
+    for stream in STREAMS:
+        wait_until(
+            lambda stream=stream: cluster.stream_caught_up(stream), deadline=deadline,
+            message=f"every replica of {stream} current after the restart",
+        )
+    wait_until(lambda: len(mail.outbox) >= 2, deadline=deadline, message="the emails being sent")
+    wait_until(lambda: outboxes_pending() == 0, deadline=deadline, message="every outbox drained")
+    # Consumers may still be applying what the last relay pass published.
+    wait_until(lambda: check_later().passed, deadline=deadline, interval=0.5, message="every invariant holding")
 
 
 def check_later():
@@ -73,6 +130,34 @@ def check_later():
 
 
 class TestClusterNodeLoss:
+    def test_follower_killed_for_whole_flow(self, cluster, cluster_bus):
+        from ar.models import Invoice
+        from subscriptions.services import bill_run_execute
+
+        deadline = time.monotonic() + SCENARIO_SECONDS
+        leaders = {cluster.meta_leader(), cluster.stream_leader("AR_EVENTS")}
+        killed = next(node for node in cluster.nodes if node.name not in leaders)
+        cluster.kill_node(killed)
+
+        customer_id = create_customer_with_subscription()
+        assert bill_run_execute(as_of=AS_OF, now=NOW).periods_billed == 1
+        stop = threading.Event()
+        relay = relay_in_thread(cluster_bus, stop)
+        try:
+            with consumers_running(modules=tuple(MODULES)):
+                wait_until(
+                    lambda: Invoice.objects.filter(customer_id=customer_id, status="paid").exists(),
+                    deadline=deadline, message="the invoice becoming paid with one node down",
+                )
+                assert not killed.running
+                cluster.start_node(killed)
+                wait_until_settled(cluster, deadline=deadline)
+        finally:
+            stop.set()
+            relay.join(timeout=30)
+
+        assert_nothing_lost(customer_id=customer_id)
+
     def test_stream_leader_killed_mid_flow(self, cluster, cluster_bus):
         from ar.models import Invoice
         from ar.models import OutboxEvent as ArOutbox
@@ -100,54 +185,22 @@ class TestClusterNodeLoss:
         killed_at = timezone.now()
 
         stop = threading.Event()
-
-        def relay_until_stopped():
-            try:
-                relay_follow(modules=MODULES, interval=0.1, should_stop=stop.is_set, bus=cluster_bus)
-            finally:
-                connections.close_all()
-
-        relay = threading.Thread(target=relay_until_stopped, daemon=True)
-        relay.start()
+        relay = relay_in_thread(cluster_bus, stop)
         try:
             with consumers_running(modules=tuple(MODULES)):
-                invoice = wait_until(
-                    lambda: Invoice.objects.filter(customer_id=customer_id, status="paid").first(),
+                wait_until(
+                    lambda: Invoice.objects.filter(customer_id=customer_id, status="paid").exists(),
                     deadline=deadline, message="the invoice becoming paid with one node down",
                 )
                 assert not killed.running
                 time.sleep(OUTAGE_SECONDS)
                 cluster.start_node(killed)
-                wait_until(cluster.meta_leader, deadline=deadline, message="a meta leader after the restart")
-
-                wait_until(lambda: len(mail.outbox) >= 2, deadline=deadline, message="the emails being sent")
-                wait_until(lambda: outboxes_pending() == 0, deadline=deadline, message="every outbox drained")
-                # Consumers may still be applying what the last relay pass published.
-                wait_until(
-                    lambda: check_later().passed, deadline=deadline, interval=0.5,
-                    message="every invariant holding",
-                )
+                wait_until_settled(cluster, deadline=deadline)
         finally:
             stop.set()
             relay.join(timeout=30)
 
         request = ArOutbox.objects.get(event_type="ar.payment.collection.requested")
         assert request.published_at > killed_at
-        assert killed.running is True
-        assert invoice.amount_paid_minor == 4900
-        assert outboxes_pending() == 0
-        for module in all_modules():
-            event_ids = list(module.inbox.objects.using(module.alias).values_list("event_id", flat=True))
-            assert len(event_ids) == len(set(event_ids)), f"{module.name} applied an event twice"
-            assert module.dead_letters.objects.using(module.alias).count() == 0
-        payments = get_module("payments")
-        requests_applied = payments.inbox.objects.using(payments.alias).filter(
-            event_type="ar.payment.collection.requested"
-        )
-        assert requests_applied.count() == 1
-        assert [message.to for message in mail.outbox] == [["ada@example.com"], ["ada@example.com"]]
-
-        report = check_later()
-        assert report.failed_checks == []
-        assert report.check("events_applied").rows_checked > 0
-        assert report.check("payments_applied").rows_checked == 1
+        assert cluster.stream_leader("AR_EVENTS") is not None
+        assert_nothing_lost(customer_id=customer_id)
