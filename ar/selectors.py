@@ -13,7 +13,14 @@ from datetime import date, datetime
 
 from django.db.models import Count, Sum
 
-from ar.models import Customer, CustomerCreditEntry, Invoice, PaymentApplication, PaymentSource
+from ar.models import (
+    Customer,
+    CustomerCreditEntry,
+    Invoice,
+    InvoiceNumberSequence,
+    PaymentApplication,
+    PaymentSource,
+)
 
 ALIAS = "ar"
 
@@ -287,3 +294,11 @@ def gateway_payment_applications(*, tenant_id: str | None = None) -> list[Gatewa
         )
         for reference, row_tenant_id, invoice_id, currency, amount_minor in rows
     ]
+
+
+def invoice_number_last_allocated(*, tenant_id: str | None = None) -> dict[str, int]:
+    """Return the last invoice sequence number allocated per tenant, of one tenant or all."""
+    sequences = InvoiceNumberSequence.objects.using(ALIAS)
+    if tenant_id is not None:
+        sequences = sequences.filter(tenant_id=tenant_id)
+    return dict(sequences.order_by("tenant_id").values_list("tenant_id", "last_number"))
