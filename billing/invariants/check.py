@@ -4,7 +4,11 @@ from datetime import datetime, timedelta
 
 from django.utils import timezone
 
-from ar.selectors import gateway_payment_applications, invoice_audit_rows
+from ar.selectors import (
+    gateway_payment_applications,
+    invoice_audit_rows,
+    invoice_number_last_allocated,
+)
 from billing.invariants.collection import (
     check_charged_once,
     check_invoices_collected,
@@ -54,7 +58,9 @@ def invariants_check(
 
     checks = [
         check_periods_billed_once(periods=periods, invoices=invoices, cutoff=cutoff),
-        check_invoice_numbers_gapless(invoices=invoices),
+        check_invoice_numbers_gapless(
+            invoices=invoices, last_allocated=invoice_number_last_allocated(tenant_id=tenant_id)
+        ),
         check_invoices_collected(invoices=invoices, payments=payments, cutoff=cutoff),
         check_charged_once(payments=payments),
         check_payments_applied(payments=payments, applications=applications),

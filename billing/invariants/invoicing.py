@@ -67,8 +67,14 @@ def check_periods_billed_once(
     return result
 
 
-def check_invoice_numbers_gapless(*, invoices: list[InvoiceAuditRow]) -> CheckResult:
-    """Find malformed, repeated and missing invoice numbers; each tenant's run 1..N."""
+def check_invoice_numbers_gapless(
+    *, invoices: list[InvoiceAuditRow], last_allocated: dict[str, int]
+) -> CheckResult:
+    """Find malformed, repeated, missing and unallocated invoice numbers.
+
+    Each tenant's numbers must run 1..N, where N is the last number its
+    sequence allocated, so a deleted last invoice shows as a gap too.
+    """
     numbered = [invoice for invoice in invoices if invoice.number is not None]
     result = CheckResult(
         name="invoice_numbers_gapless",
@@ -89,7 +95,9 @@ def check_invoice_numbers_gapless(*, invoices: list[InvoiceAuditRow]) -> CheckRe
             continue
         sequences_by_tenant[invoice.tenant_id][int(match["sequence"])].append(invoice.invoice_id)
 
-    for tenant_id, sequences in sorted(sequences_by_tenant.items()):
+    for tenant_id in sorted(set(sequences_by_tenant) | set(last_allocated)):
+        sequences = sequences_by_tenant.get(tenant_id, {})
+        allocated = last_allocated.get(tenant_id, 0)
         prefix = tenant_id.upper()
         for sequence, invoice_ids in sorted(sequences.items()):
             if len(invoice_ids) > 1:
@@ -98,7 +106,15 @@ def check_invoice_numbers_gapless(*, invoices: list[InvoiceAuditRow]) -> CheckRe
                     f"{', '.join(invoice_ids)}",
                     tenant_id=tenant_id,
                 )
-        for sequence in range(1, max(sequences) + 1):
+            if sequence > allocated:
+                for invoice_id in invoice_ids:
+                    result.add(
+                        f"invoice number {prefix}-{sequence:06d} is above the last number allocated, "
+                        f"{prefix}-{allocated:06d}",
+                        invoice_id=invoice_id,
+                        tenant_id=tenant_id,
+                    )
+        for sequence in range(1, allocated + 1):
             if sequence not in sequences:
                 result.add(f"invoice number {prefix}-{sequence:06d} is missing", tenant_id=tenant_id)
     return result

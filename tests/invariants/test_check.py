@@ -109,9 +109,41 @@ class TestInvoiceNumbersGapless:
         report = check_later()
 
         assert report.failed_checks == ["invoice_numbers_gapless"]
+        violations = report.check("invoice_numbers_gapless").violations
+        assert [(violation.message, violation.ids) for violation in violations] == [
+            (
+                "invoice number ACME-000005 is above the last number allocated, ACME-000004",
+                {"invoice_id": str(last.id), "tenant_id": "acme"},
+            ),
+            ("invoice number ACME-000004 is missing", {"tenant_id": "acme"}),
+        ]
+
+    def test_deleted_invoice_leaves_gap(self, settled_flow):
+        from ar.models import Invoice
+
+        invoice = invoice_of(settled_flow.customer_ids["linus"])
+        Invoice.objects.filter(id=invoice.id).delete()
+
+        report = check_later()
+
+        # The invoice's billing period has lost its invoice too.
+        assert report.failed_checks == ["periods_billed_once", "invoice_numbers_gapless"]
         (violation,) = report.check("invoice_numbers_gapless").violations
-        assert violation.message == "invoice number ACME-000004 is missing"
+        assert violation.message == f"invoice number {invoice.number} is missing"
         assert violation.ids == {"tenant_id": "acme"}
+
+    def test_deleted_last_invoice_leaves_gap(self, settled_flow):
+        from ar.models import Invoice, PaymentApplication
+
+        last = Invoice.objects.get(number="ACME-000004")
+        PaymentApplication.objects.filter(invoice=last).delete()
+        Invoice.objects.filter(id=last.id).delete()
+
+        report = check_later()
+
+        assert "invoice_numbers_gapless" in report.failed_checks
+        violations = report.check("invoice_numbers_gapless").violations
+        assert [violation.message for violation in violations] == ["invoice number ACME-000004 is missing"]
 
     def test_malformed_number(self, settled_flow):
         from ar.models import Invoice
@@ -122,9 +154,14 @@ class TestInvoiceNumbersGapless:
         report = check_later()
 
         assert report.failed_checks == ["invoice_numbers_gapless"]
-        (violation,) = report.check("invoice_numbers_gapless").violations
-        assert violation.message == "invoice number 'INV-4' does not have the form ACME-000001"
-        assert violation.ids == {"invoice_id": str(last.id), "tenant_id": "acme"}
+        violations = report.check("invoice_numbers_gapless").violations
+        assert [(violation.message, violation.ids) for violation in violations] == [
+            (
+                "invoice number 'INV-4' does not have the form ACME-000001",
+                {"invoice_id": str(last.id), "tenant_id": "acme"},
+            ),
+            ("invoice number ACME-000004 is missing", {"tenant_id": "acme"}),
+        ]
 
 
 class TestInvoicesCollected:

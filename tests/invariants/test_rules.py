@@ -61,6 +61,7 @@ class TestNumbersRule:
     def test_repeated_number(self):
         result = check_invoice_numbers_gapless(
             invoices=[invoice("inv-1", "ACME-000001"), invoice("inv-2", "ACME-000001")],
+            last_allocated={"acme": 1},
         )
 
         assert [violation.message for violation in result.violations] == [
@@ -68,12 +69,14 @@ class TestNumbersRule:
         ]
 
     def test_numbers_must_start_at_one(self):
-        result = check_invoice_numbers_gapless(invoices=[invoice("inv-2", "ACME-000002")])
+        result = check_invoice_numbers_gapless(invoices=[invoice("inv-2", "ACME-000002")], last_allocated={"acme": 2})
 
         assert [violation.message for violation in result.violations] == ["invoice number ACME-000001 is missing"]
 
     def test_drafts_are_not_counted(self):
-        result = check_invoice_numbers_gapless(invoices=[invoice("inv-1", "ACME-000001"), invoice("inv-2", None)])
+        result = check_invoice_numbers_gapless(
+            invoices=[invoice("inv-1", "ACME-000001"), invoice("inv-2", None)], last_allocated={"acme": 1}
+        )
 
         assert result.passed is True
         assert result.rows_checked == 1
@@ -82,7 +85,20 @@ class TestNumbersRule:
         rows = [invoice(f"inv-{n}", f"ACME-{n:06d}") for n in range(1, 4)]
         rows[2] = invoice("inv-3", "ACME-0000003")
 
-        assert check_invoice_numbers_gapless(invoices=rows).passed is True
+        assert check_invoice_numbers_gapless(invoices=rows, last_allocated={"acme": 3}).passed is True
+
+    def test_missing_last_number(self):
+        result = check_invoice_numbers_gapless(invoices=[invoice("inv-1", "ACME-000001")], last_allocated={"acme": 2})
+
+        assert [violation.message for violation in result.violations] == ["invoice number ACME-000002 is missing"]
+
+    def test_number_above_last_allocated(self):
+        result = check_invoice_numbers_gapless(invoices=[invoice("inv-1", "ACME-000001")], last_allocated={})
+
+        assert [violation.message for violation in result.violations] == [
+            "invoice number ACME-000001 is above the last number allocated, ACME-000000",
+        ]
+        assert result.violations[0].ids == {"invoice_id": "inv-1", "tenant_id": "acme"}
 
 
 class TestViolationCap:

@@ -29,6 +29,12 @@ class TestAuditSelectors:
         assert {row.collection_method for row in rows.values()} == {"charge_automatically"}
         assert all(row.billing_period_id for row in rows.values())
 
+    def test_invoice_number_last_allocated(self, settled_flow):
+        from ar.selectors import invoice_number_last_allocated
+
+        assert invoice_number_last_allocated() == {"acme": 4}
+        assert invoice_number_last_allocated(tenant_id="globex") == {}
+
     def test_gateway_payment_applications(self, settled_flow):
         from ar.selectors import gateway_payment_applications
         from payments.models import Payment
