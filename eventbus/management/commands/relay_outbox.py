@@ -28,7 +28,7 @@ LOCK_RETRY_SECONDS = 0.5
 
 
 class Command(BaseCommand):
-    help = "Publish committed outbox events to the bus, once or in a loop."
+    help = "Publish committed outbox events to the bus, once or in a loop, or re-publish published ones."
 
     def add_arguments(self, parser):
         parser.add_argument(
