@@ -26,9 +26,10 @@ from payments.selectors import payment_audit_rows
 from subscriptions.selectors import billing_period_keys
 
 # How long work may be in flight before a check reports it. The relay runs
-# every second and a consumer applies an event within its ack wait, so five
-# minutes leaves a wide margin for a slow relay or consumer while still
-# catching a stuck outbox or a lost event well within an on-call shift.
+# every second, and a failing handler is retried for about 2.5 minutes with
+# the default backoff (1, 5, 30 and 120 s) before its event is dead-lettered.
+# Five minutes covers both and still reports a stuck outbox or a lost event
+# within the shift that caused it.
 DEFAULT_STALE_AFTER = timedelta(minutes=5)
 
 

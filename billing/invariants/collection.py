@@ -95,7 +95,7 @@ def check_payments_applied(
     due to the customer, so the application's full amount is compared, which
     also covers an invoice partly paid from credit.
 
-    NOTE: a payment that succeeded moments ago may not be applied yet; a run
+    NOTE: a payment that succeeded moments ago may not be applied yet. A run
     while events are in flight can report it, and a rerun clears it.
     """
     succeeded = [payment for payment in payments if payment.status == "succeeded"]

@@ -104,9 +104,9 @@ def check_notifications_recorded(
 ) -> CheckResult:
     """Find events with an email template that left no notification, and stuck pending emails.
 
-    Events published after ``cutoff`` may still be on their way and are
-    skipped; so are pending notifications created after it, which the send
-    sweep has not had its chance at.
+    Events published after ``cutoff`` may still be on their way, so they are
+    skipped. Pending notifications created after it are skipped too, because
+    the send sweep may not have run since.
     """
     result = CheckResult(
         name="notifications_recorded",

@@ -23,7 +23,10 @@ def check_periods_billed_once(
     """
     result = CheckResult(
         name="periods_billed_once",
-        description="No two billing periods share a subscription and start; every period has exactly one AR invoice.",
+        description=(
+            "No two billing periods share a subscription and start, "
+            "and every period has exactly one AR invoice."
+        ),
         rows_checked=len(periods),
     )
 

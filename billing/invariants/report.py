@@ -2,8 +2,8 @@
 
 from dataclasses import asdict, dataclass, field
 
-# Violations kept per check. The count of violations is always exact; the
-# examples are capped so a report on a large, broken dataset stays readable.
+# Violations kept per check as examples, so a report on a large, broken
+# dataset stays readable. The count of violations is always exact.
 MAX_VIOLATIONS_SHOWN = 20
 
 

@@ -179,6 +179,21 @@ class TestInvoicesCollected:
         assert violation.message == "open invoice has a failed payment"
         assert violation.ids == {"invoice_id": str(invoice_of(customer_id).id), "payment_id": str(payment.id)}
 
+    def test_open_invoice_without_payment(self, settled_flow):
+        from payments.models import Payment, PaymentAttempt
+
+        customer_id = settled_flow.customer_ids["linus"]
+        payment = payment_of(customer_id)
+        PaymentAttempt.objects.filter(payment=payment).delete()
+        Payment.objects.filter(id=payment.id).delete()
+
+        report = check_later()
+
+        assert report.failed_checks == ["invoices_collected"]
+        (violation,) = report.check("invoices_collected").violations
+        assert violation.message == "open invoice has no payment"
+        assert violation.ids == {"invoice_id": str(invoice_of(customer_id).id)}
+
     def test_uncollectible_invoice_with_waiting_payment(self, settled_flow):
         from payments.models import Payment
 
