@@ -2,6 +2,7 @@
 
 import io
 import threading
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 import pytest
@@ -11,6 +12,7 @@ from django.utils import timezone
 
 from eventbus.backends import PublishOutcome
 from eventbus.locks import relay_lock
+from eventbus.management.commands import relay_outbox as relay_outbox_command
 from eventbus.models import OutboxState
 from eventbus.relay import (
     RepublishSinceNaive,
@@ -73,6 +75,30 @@ class FailingBus:
             else next(stored)
             for message in messages
         ]
+
+
+@contextmanager
+def relay_lock_held(*, seconds: float):
+    """Hold probe's relay lock on another connection for up to ``seconds``, or until the block ends."""
+    holding, release = threading.Event(), threading.Event()
+
+    def hold_lock():
+        try:
+            with relay_lock(ALIAS, "probe") as acquired:
+                assert acquired
+                holding.set()
+                release.wait(timeout=seconds)
+        finally:
+            connections.close_all()
+
+    holder = threading.Thread(target=hold_lock)
+    holder.start()
+    try:
+        assert holding.wait(timeout=10), "the relay lock was not taken within 10 s"
+        yield
+    finally:
+        release.set()
+        holder.join(timeout=30)
 
 
 class TestOutboxRepublish:
@@ -162,25 +188,9 @@ class TestOutboxRepublish:
         appended_rows(1)
         relay_outbox(module="probe", bus=restartable_bus)
         lose_stream(restartable_bus, nats_server.url)
-        holding, release = threading.Event(), threading.Event()
 
-        def hold_lock():
-            try:
-                with relay_lock(ALIAS, "probe") as acquired:
-                    assert acquired
-                    holding.set()
-                    release.wait(timeout=20)
-            finally:
-                connections.close_all()
-
-        holder = threading.Thread(target=hold_lock)
-        holder.start()
-        try:
-            assert holding.wait(timeout=10)
+        with relay_lock_held(seconds=20):
             result = outbox_republish(module="probe", since=timezone.now() - timedelta(hours=1), bus=restartable_bus)
-        finally:
-            release.set()
-            holder.join(timeout=20)
 
         assert result.locked_out is True
         assert result.republished == 0
@@ -282,6 +292,41 @@ class TestRelayOutboxRepublishCommand:
             run("relay_outbox", "--module", "probe", "--republish-since", value, "--yes")
 
         assert str(raised.value) == message
+        assert stream_message_count(nats_server.url, STREAM) == 0
+
+    @pytest.mark.django_db(transaction=True, databases="__all__")
+    def test_waits_for_running_relay(self, restartable_bus, nats_server):
+        appended_rows(2)
+        relay_outbox(module="probe", bus=restartable_bus)
+        lose_stream(restartable_bus, nats_server.url)
+        since = (timezone.now() - timedelta(hours=1)).isoformat()
+
+        with relay_lock_held(seconds=1.5):
+            stdout, stderr = run("relay_outbox", "--module", "probe", "--republish-since", since, "--yes")
+
+        assert stdout == "probe: re-published 2 (0 already in the stream), failed 0, held back 0\n"
+        assert stderr == ""
+        assert stream_message_count(nats_server.url, STREAM) == 2
+
+    @pytest.mark.django_db(transaction=True, databases="__all__")
+    def test_lock_held_throughout_fails(self, restartable_bus, nats_server, monkeypatch):
+        monkeypatch.setattr(relay_outbox_command, "LOCK_ATTEMPTS", 2)
+        appended_rows(1)
+        relay_outbox(module="probe", bus=restartable_bus)
+        lose_stream(restartable_bus, nats_server.url)
+        since = (timezone.now() - timedelta(hours=1)).isoformat()
+        stdout, stderr = io.StringIO(), io.StringIO()
+
+        with relay_lock_held(seconds=20), pytest.raises(CommandError) as raised:
+            call_command(
+                "relay_outbox", "--module", "probe", "--republish-since", since, "--yes", stdout=stdout, stderr=stderr
+            )
+
+        assert str(raised.value) == (
+            "some events were not re-published; run the same command again, which is safe to repeat"
+        )
+        assert stderr.getvalue() == "probe: another relay held the outbox lock throughout; nothing re-published\n"
+        assert stdout.getvalue() == ""
         assert stream_message_count(nats_server.url, STREAM) == 0
 
     def test_yes_without_republish_is_rejected(self, restartable_bus):
