@@ -1,4 +1,4 @@
-"""Relay the outboxes after each successful API write when no relay process runs."""
+"""Relay the outboxes after each successful API or admin write when no relay process runs."""
 
 import logging
 
@@ -9,10 +9,12 @@ from billing.operations.settle import outboxes_drain
 logger = logging.getLogger(__name__)
 
 API_PATH_PREFIX = "/api/"
+# Admin actions and forms answer a successful POST with a redirect.
+ADMIN_PATH_PREFIX = "/admin/"
 
 
 class OutboxDrainMiddleware:
-    """After a successful POST to the API, relay every outbox once the response is sent.
+    """After a successful POST to the API or the admin, relay every outbox once the response is sent.
 
     With the in-process bus, relaying also runs the consumers' handlers, so
     a bill run started through the API produces its invoices, payments and
@@ -30,8 +32,8 @@ class OutboxDrainMiddleware:
         if (
             settings.API_DRAIN_OUTBOXES_AFTER_WRITE
             and request.method == "POST"
-            and request.path.startswith(API_PATH_PREFIX)
-            and 200 <= response.status_code < 300
+            and request.path.startswith((API_PATH_PREFIX, ADMIN_PATH_PREFIX))
+            and 200 <= response.status_code < 400
             and not response.has_header("Idempotent-Replayed")
         ):
             response._resource_closers.append(_drain_outboxes)

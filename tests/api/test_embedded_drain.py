@@ -51,3 +51,26 @@ class TestEmbeddedDrain:
 
         assert invoice_summaries(tenant_id="acme") == []
         assert sum(backlog.pending for backlog in outbox_backlogs()) > 0
+
+
+class TestAdminDrain:
+    def test_admin_action_is_relayed_without_a_worker(self, settings, admin_client):
+        from django.urls import reverse
+
+        from subscriptions.models import Subscription
+
+        settings.EVENTBUS = {**settings.EVENTBUS, "BACKEND": "inprocess"}
+        settings.API_DRAIN_OUTBOXES_AFTER_WRITE = True
+        bill_one_subscription(api_client())
+        subscription = Subscription.objects.get()
+
+        response = admin_client.post(
+            reverse("admin:subscriptions_subscription_changelist"),
+            {"action": "cancel_now", "post": "yes", "_selected_action": [str(subscription.id)]},
+        )
+
+        assert response.status_code == 302
+        assert sum(backlog.pending for backlog in outbox_backlogs()) == 0
+        from notifications.selectors import notification_counts_by_status
+
+        assert notification_counts_by_status(template="subscription_canceled")["sent"] == 1
