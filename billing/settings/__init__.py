@@ -7,6 +7,7 @@ Every variable is listed in README.md.
 import os
 from pathlib import Path
 
+from celery.schedules import crontab
 from django.core.exceptions import ImproperlyConfigured
 
 from billing.modules import DOMAIN_MODULES
@@ -186,6 +187,12 @@ CELERY_BEAT_SCHEDULE = {
     "purge-published-outbox-rows": {"task": "eventbus.purge_outboxes", "schedule": 24 * 3600.0},
     # Hourly is fine-grained enough for a retry schedule counted in days.
     # `expires` drops a tick that waited 50 minutes, as the next one is close.
+    # Bill every due period once a day, shortly after midnight UTC.
+    "scheduled-bill-run": {
+        "task": "subscriptions.scheduled_bill_run",
+        "schedule": crontab(minute=5, hour=0),
+        "options": {"expires": 6 * 3600},
+    },
     "retry-due-payments": {
         "task": "payments.retry_due_payments",
         "schedule": 3600.0,
