@@ -92,6 +92,8 @@ def relay_outbox(
 def _claim(bus_module: BusModule, batch_size: int, moment: datetime) -> list:
     # Rows still in backoff are read too, so a later event of the same
     # aggregate is held behind them instead of overtaking them.
+    # NOTE: when a whole batch of the oldest rows is in backoff, newer rows
+    # wait until that backoff ends, even rows of other aggregates.
     return list(
         bus_module.outbox.objects.using(bus_module.alias)
         .filter(state=OutboxState.PENDING)
