@@ -18,7 +18,7 @@ def database_alias_for_app(app_label: str) -> str:
 
 
 def schema_for_alias(alias: str) -> str:
-    """Return the PostgreSQL schema that holds the tables of ``alias``."""
+    """Return the PostgreSQL schema that contains the tables of ``alias``."""
     if alias in DOMAIN_MODULES:
         return alias
     return "public"

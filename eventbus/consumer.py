@@ -32,7 +32,7 @@ logger = logging.getLogger(__name__)
 
 
 class Disposition(enum.Enum):
-    """What the transport does with the message after ``deliver`` returns."""
+    """The transport's next step for a message after ``deliver`` returns."""
 
     ACK = "ack"
     RETRY = "retry"

@@ -1,5 +1,5 @@
 """The event bus's errors. Transport errors are converted to these in one place
-(``eventbus.backends.nats``), so domain code never sees a nats-py exception."""
+(``eventbus.backends.nats``), so domain code never receives a nats-py exception."""
 
 
 class EventBusError(Exception):
@@ -9,7 +9,7 @@ class EventBusError(Exception):
 
 
 class InvalidEnvelope(EventBusError):
-    """A message is not a valid envelope; ``reason`` says which field and why."""
+    """A message that is not a valid envelope; ``reason`` names the field and the problem."""
 
     code = "invalid_envelope"
 
@@ -40,7 +40,7 @@ class OutboxOutsideTransaction(EventBusError):
 
 
 class BusUnavailable(EventBusError):
-    """The bus could not be reached or did not answer in time."""
+    """The bus could not be reached or did not respond in time."""
 
     code = "bus_unavailable"
 

@@ -1,5 +1,5 @@
-"""Abstract outbox, inbox and dead-letter tables; each module makes them concrete
-in its own schema so they commit in the same transaction as its business rows."""
+"""Abstract outbox, inbox and dead-letter tables. Each module makes them concrete
+in its own schema, so they commit in the same transaction as its business rows."""
 
 from django.db import models
 

@@ -95,7 +95,7 @@ class ConsumerRunner:
     async def _declare_with_retry(self, js: JetStreamContext) -> bool:
         """Declare streams and consumers; return False when ``stop()`` came first."""
         # Declare every module's consumers, not only this process's, so no
-        # stream ever holds an event that no durable consumer is bound to read.
+        # stream keeps an event that no durable consumer is bound to read.
         while not self._stopping.is_set():
             try:
                 await declare(js, self._config, all_modules())

@@ -11,7 +11,7 @@ from django.conf import settings
 from django.core.mail import EmailMultiAlternatives
 from django.template.loader import render_to_string
 
-# Notification.subject holds at most this many characters; a longer subject
+# Notification.subject stores at most this many characters. A longer subject
 # (a very long plan name) is cut rather than failing the handler.
 MAX_SUBJECT_LENGTH = 255
 

@@ -2,7 +2,7 @@
 """Run a command with PostgreSQL, a JetStream nats-server and Redis available.
 
 Each service is used where its URL (DATABASE_URL, NATS_URL, CELERY_BROKER_URL)
-answers; otherwise a throwaway one is started on a free loopback port in a
+accepts connections. Otherwise a throwaway one is started on a free loopback port in a
 temporary folder and stopped afterwards, by PID. When a service can neither
 be reached nor started, this exits naming what to install.
 
@@ -69,7 +69,7 @@ def _postgres(env, workdir: Path, started) -> str:
     bindir = _postgres_bindir()
     if bindir is None:
         raise ServiceError(
-            f"PostgreSQL at {_redact(url)} does not answer and no PostgreSQL server binaries "
+            f"PostgreSQL at {_redact(url)} is not reachable and no PostgreSQL server binaries "
             "(initdb, postgres) were found; install them (Debian: apt-get install postgresql) "
             "or set DATABASE_URL to a reachable server"
         )
@@ -211,7 +211,7 @@ def _redis(env, workdir: Path, started) -> str:
     binary = shutil.which("redis-server")
     if binary is None:
         raise ServiceError(
-            f"Redis at {url} does not answer and redis-server is not installed; install it "
+            f"Redis at {url} is not reachable and redis-server is not installed; install it "
             "(Debian: apt-get install redis-server) or set CELERY_BROKER_URL"
         )
     port = _free_port()

@@ -1,7 +1,7 @@
 """Errors of the subscriptions module.
 
 Every error has a stable ``code`` for API responses and logs, and a message
-that names the rejected value and says how to fix it. A service raises them
+that names the rejected value and the fix. A service raises them
 before it writes anything, or inside its transaction so nothing commits.
 """
 

@@ -115,7 +115,7 @@ def billed_start_dates_for_imports(*, tenant_id: str, external_ids: list[str]) -
 
 @dataclass(frozen=True)
 class BillingPeriodKey:
-    """What identifies a billed period: for the invariant checks, which compare it with AR."""
+    """The identity of a billed period, which the invariant checks compare with AR."""
 
     billing_period_id: str
     tenant_id: str

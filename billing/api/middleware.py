@@ -9,7 +9,7 @@ from billing.operations.settle import outboxes_drain
 logger = logging.getLogger(__name__)
 
 API_PATH_PREFIX = "/api/"
-# Admin actions and forms answer a successful POST with a redirect.
+# Admin actions and forms respond to a successful POST with a redirect.
 ADMIN_PATH_PREFIX = "/admin/"
 
 

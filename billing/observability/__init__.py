@@ -1,1 +1,1 @@
-"""What an operator watches: health and readiness probes and Prometheus metrics."""
+"""Health and readiness probes and Prometheus metrics for operators."""

@@ -12,8 +12,9 @@ from django.db import DatabaseError, connections
 from eventbus.conf import bus_settings
 from eventbus.registry import all_modules
 
-# Seconds the NATS check may take in total, connecting included; below the
-# compose health check's 5 s timeout, so a probe gets 503 instead of timing out.
+# Seconds the NATS check may take in total, connecting included. It stays
+# below the compose health check's 5 s timeout, so a probe gets 503 instead of
+# timing out.
 NATS_CHECK_TIMEOUT_SECONDS = 3.0
 
 

@@ -172,8 +172,8 @@ LOGGING = {
 }
 
 # Celery beat: relay every module's outbox each second. The relay lock makes
-# a tick that overlaps the previous one return at once; `expires` drops ticks
-# that waited in the queue longer than a few seconds.
+# a tick that overlaps the previous one return at once, and `expires` drops
+# ticks that waited in the queue longer than a few seconds.
 CELERY_BEAT_SCHEDULE = {
     **{
         f"relay-{module}-outbox": {

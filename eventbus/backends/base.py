@@ -13,7 +13,7 @@ class OutgoingMessage:
 
 @dataclass(frozen=True)
 class PublishOutcome:
-    """The bus's answer to one publish: stored (maybe as a duplicate) or an error."""
+    """The result of one publish: stored (maybe as a duplicate) or an error."""
 
     event_id: str
     stored: bool

@@ -7,7 +7,7 @@ publish/subscribe is never used for events, because it drops any message
 published while no subscriber is connected.
 
 nats-py is asynchronous and Django's ORM is not, so the relay side runs the
-client on an event loop in a background thread and waits on it; the consumer
+client on an event loop in a background thread and waits on it. The consumer
 runner (``eventbus.runner``) owns its own loop. Every nats-py exception is
 converted to an ``EventBusError`` here.
 """
@@ -43,8 +43,8 @@ logger = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-# Seconds to wait for a PubAck before counting the publish as failed; the row
-# stays pending and a later pass re-publishes it under the same Nats-Msg-Id.
+# Seconds to wait for a PubAck before counting the publish as failed. The row
+# stays pending, and a later pass re-publishes it under the same Nats-Msg-Id.
 PUBLISH_ACK_TIMEOUT_SECONDS = 10.0
 # Seconds a JetStream API request (stream or consumer info and updates) may take.
 API_TIMEOUT_SECONDS = 5.0
@@ -140,8 +140,8 @@ def stream_config(module_name: str, config: BusSettings) -> StreamConfig:
 def consumer_config(module: BusModule, producer: str, config: BusSettings) -> ConsumerConfig:
     # NOTE: the server's MaxDeliver stays unlimited on purpose. A server-side
     # limit silently drops a message whose last delivery ended in a consumer
-    # crash; instead the runner dead-letters once EVENTBUS_MAX_DELIVER is
-    # reached, so every message ends applied or in a dead-letter table.
+    # crash. The runner dead-letters once EVENTBUS_MAX_DELIVER is reached
+    # instead, so every message ends applied or in a dead-letter table.
     # The backoff below spaces redeliveries after a crash or a lost ack.
     redelivery_backoff = [config.ack_wait_seconds * 2**step for step in range(4)]
     return ConsumerConfig(
@@ -179,7 +179,7 @@ async def declare(js: JetStreamContext, config: BusSettings, modules: list[BusMo
     except nats.js.errors.APIError as error:
         raise BusMisconfigured(f"JetStream rejected a stream or consumer declaration: {error}") from error
     except (TimeoutError, nats.errors.Error) as error:
-        raise BusUnavailable(f"JetStream did not answer while declaring streams: {error!r}") from error
+        raise BusUnavailable(f"JetStream timed out or failed while declaring streams: {error!r}") from error
     return changes
 
 
@@ -292,7 +292,7 @@ class _LoopThread:
             return future.result(timeout)
         except TimeoutError:
             future.cancel()
-            raise BusUnavailable(f"NATS did not answer within {timeout:.0f} s") from None
+            raise BusUnavailable(f"NATS did not respond within {timeout:.0f} s") from None
 
     def stop(self) -> None:
         self.loop.call_soon_threadsafe(self.loop.stop)
@@ -322,13 +322,13 @@ class NatsEventBus(EventBus):
             js = self._connected()
             if not self._client.is_connected:
                 # While the client reconnects, nats-py would buffer the
-                # publishes and the relay would wait out every PubAck timeout;
-                # failing at once leaves the rows for the next pass instead.
+                # publishes and the relay would wait out every PubAck timeout.
+                # Failing at once leaves the rows for the next pass instead.
                 error = f"not connected to NATS at {', '.join(self._config.nats_urls)}; reconnecting"
                 return [PublishOutcome(message.event_id, stored=False, error=error) for message in messages]
             if not self._declared:
                 # Consumers must exist before the first publish, or a stream
-                # with limits retention holds events nobody is bound to read.
+                # with limits retention keeps events no consumer is bound to read.
                 self._loop.run(declare(js, self._config), timeout=60)
                 self._declared = True
             outcomes, stream_missing = self._loop.run(
@@ -451,5 +451,5 @@ async def _status(js: JetStreamContext) -> list[dict]:
                     "delivered": info.delivered.stream_seq if info.delivered else 0,
                 })
     except (TimeoutError, nats.errors.Error) as error:
-        raise BusUnavailable(f"JetStream did not answer a status request: {error!r}") from error
+        raise BusUnavailable(f"JetStream status request failed: {error!r}") from error
     return rows

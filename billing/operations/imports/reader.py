@@ -47,7 +47,7 @@ def csv_table_read(path: Path) -> CsvTable:
     Columns with a blank header name are ignored.
 
     NOTE: every record stays in memory, so that the whole file is validated
-    before the first write; a file of millions of rows is better split.
+    before the first write. Split a file of millions of rows.
     """
     try:
         handle = open(path, "rb")

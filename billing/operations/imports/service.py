@@ -151,7 +151,7 @@ def _billed_start_checks(
     """Reject rows that would move the start date of a subscription that has billed periods.
 
     The subscriptions module rejects that change too, but only after the
-    row's customer and payment method were written; checking first keeps the
+    row's customer and payment method were written. Checking first keeps the
     row whole and makes a dry run report it.
     """
     billed_starts = billed_start_dates_for_imports(
