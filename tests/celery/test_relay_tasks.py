@@ -53,6 +53,12 @@ class TestRelayTask:
             lambda: ProbeEffect.objects.using("notifications").filter(event_id=envelope.event_id).exists(),
             timeout=60, message="the worker relaying and applying the event",
         )
+        # The in-process bus applies the event before the relay marks the row
+        # published, so the mark can trail the effect by a moment.
+        wait_for(
+            lambda: OutboxEvent.objects.using("notifications").get().state == OutboxState.PUBLISHED,
+            timeout=30, message="the worker marking the row published",
+        )
         assert OutboxEvent.objects.using("notifications").get().state == OutboxState.PUBLISHED
 
     def test_repeated_ticks_publish_each_event_once(self, celery_worker):
@@ -66,6 +72,10 @@ class TestRelayTask:
         wait_for(
             lambda: ProbeEffect.objects.using("notifications").count() >= len(envelopes),
             timeout=60, message="every event applied",
+        )
+        wait_for(
+            lambda: not OutboxEvent.objects.using("notifications").filter(state=OutboxState.PENDING).exists(),
+            timeout=30, message="every row marked published",
         )
         assert ProbeEffect.objects.using("notifications").count() == len(envelopes)
         assert OutboxEvent.objects.using("notifications").filter(state=OutboxState.PENDING).count() == 0
