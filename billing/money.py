@@ -47,8 +47,12 @@ def to_minor_units(amount: str | Decimal, currency: str) -> int:
     return int(scaled)
 
 
+def to_major_units(amount_minor: int, currency: str) -> Decimal:
+    """Convert integer minor units (2985) to a decimal in major units with the currency's places (29.85)."""
+    exponent = minor_unit_exponent(currency)
+    return Decimal(amount_minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_EVEN)
+
+
 def format_major(amount_minor: int, currency: str) -> str:
     """Return ``amount_minor`` as a major-unit string with the currency code: '29.85 USD'."""
-    exponent = minor_unit_exponent(currency)
-    value = Decimal(amount_minor).scaleb(-exponent).quantize(Decimal(1).scaleb(-exponent), rounding=ROUND_HALF_EVEN)
-    return f"{value} {currency}"
+    return f"{to_major_units(amount_minor, currency)} {currency}"
