@@ -1,7 +1,10 @@
+from django.http import StreamingHttpResponse
 from django.utils import timezone
-from drf_spectacular.utils import extend_schema
+from drf_spectacular.types import OpenApiTypes
+from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status
 from rest_framework.exceptions import NotFound, ValidationError
+from rest_framework.renderers import JSONRenderer
 from rest_framework.response import Response
 
 from ar.api import errors  # noqa: F401  (registers the HTTP statuses of ar errors)
@@ -12,8 +15,10 @@ from ar.api.serializers import (
     InvoiceSerializer,
     OfflinePaymentInputSerializer,
 )
+from ar.exports import invoice_export_csv
 from ar.selectors import customer_queryset, invoice_queryset
 from ar.services import customer_upsert, invoice_record_offline_payment, invoice_void
+from billing.api.serializers import ErrorSerializer
 from billing.api.views import ApiView, reject_body, validated_input
 
 
@@ -64,6 +69,50 @@ class InvoiceListView(ApiView):
     def get(self, request):
         page = self.paginate_queryset(self.filter_queryset(self.get_queryset()))
         return self.get_paginated_response(InvoiceSerializer(page, many=True).data)
+
+
+class InvoiceExportView(ApiView):
+    filterset_class = InvoiceFilter
+
+    @extend_schema(
+        operation_id="invoices_export_csv",
+        description=(
+            "Download the invoices as CSV (UTF-8, one row per invoice, header first), with the "
+            "filters of the invoice list. Amounts are decimal numbers in major units of the row's "
+            "currency; dates and times are ISO 8601 in UTC. Text that a spreadsheet would run as a "
+            "formula (starting with =, +, -, @, tab or carriage return) is prefixed with a single quote."
+        ),
+        responses={
+            (200, "text/csv"): OpenApiResponse(OpenApiTypes.STR, description="the CSV file"),
+            400: OpenApiResponse(ErrorSerializer, description="a filter value is invalid"),
+        },
+        filters=True,
+    )
+    def get(self, request):
+        filters = InvoiceFilter(data=request.query_params, queryset=self.get_queryset())
+        if not filters.is_valid():
+            raise ValidationError(filters.errors)
+
+        values = filters.form.cleaned_data
+        lines = invoice_export_csv(
+            tenant_id=self.tenant_id(),
+            status=values.get("status") or None,
+            customer_id=str(values["customer"]) if values.get("customer") else None,
+            issued_from=values.get("issued_from"),
+            issued_to=values.get("issued_to"),
+        )
+        response = StreamingHttpResponse(lines, content_type="text/csv; charset=utf-8")
+        filename = f"invoices-{self.tenant_id()}-{timezone.now():%Y%m%dT%H%M%SZ}.csv"
+        response["Content-Disposition"] = f'attachment; filename="{filename}"'
+        return response
+
+    def get_queryset(self):
+        return invoice_queryset(tenant_id=self.tenant_id())
+
+    def perform_content_negotiation(self, request, force=False):
+        # The body is CSV whatever the Accept header requests, and an error is
+        # JSON in the API's error shape, so no Accept value is rejected with 406.
+        return JSONRenderer(), JSONRenderer.media_type
 
 
 class InvoiceDetailView(ApiView):
