@@ -23,6 +23,7 @@ class BusSettings:
     backoff_seconds: list[float]
     relay_batch_size: int
     fetch_batch_size: int
+    consumer_concurrency: int
     outbox_retention_seconds: int
     max_event_bytes: int
 
@@ -45,6 +46,7 @@ def bus_settings() -> BusSettings:
         backoff_seconds=list(raw["BACKOFF_SECONDS"]),
         relay_batch_size=raw["RELAY_BATCH_SIZE"],
         fetch_batch_size=raw["FETCH_BATCH_SIZE"],
+        consumer_concurrency=raw.get("CONSUMER_CONCURRENCY", 4),
         outbox_retention_seconds=raw["OUTBOX_RETENTION_SECONDS"],
         max_event_bytes=raw["MAX_EVENT_BYTES"],
     )
@@ -110,5 +112,9 @@ def _validate(config: BusSettings) -> None:
         raise ImproperlyConfigured(f"EVENTBUS_RELAY_BATCH_SIZE={config.relay_batch_size} must be at least 1")
     if config.fetch_batch_size < 1:
         raise ImproperlyConfigured(f"EVENTBUS_FETCH_BATCH_SIZE={config.fetch_batch_size} must be at least 1")
+    if config.consumer_concurrency < 1:
+        raise ImproperlyConfigured(
+            f"EVENTBUS_CONSUMER_CONCURRENCY={config.consumer_concurrency} must be at least 1"
+        )
     if config.max_event_bytes < 1:
         raise ImproperlyConfigured(f"EVENTBUS_MAX_EVENT_BYTES={config.max_event_bytes} must be at least 1")

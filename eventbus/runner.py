@@ -6,10 +6,16 @@ thread (Django's ORM is synchronous and its connections belong to a thread)
 while the loop sends progress acknowledgements, so a handler slower than the
 ack wait keeps its message. The ack goes out only after the handler's
 transaction committed.
+
+A fetched batch is split into lanes, one per aggregate. Each lane runs on
+one of the module's EVENTBUS_CONSUMER_CONCURRENCY worker threads, in stream
+order, so one aggregate's events are applied one after another while other
+aggregates' events are applied at the same time.
 """
 
 import asyncio
 import contextlib
+import json
 import logging
 import signal
 from concurrent.futures import ThreadPoolExecutor
@@ -68,13 +74,21 @@ class ConsumerRunner:
             js = client.jetstream(timeout=5)
             if not await self._declare_with_retry(js):
                 return
+            pools = {
+                module.name: WorkerPool(f"consumer-{module.name}", self._config.consumer_concurrency)
+                for module in self._modules
+            }
             loops = [
-                self._consume(js, module, producer)
+                self._consume(js, module, producer, pools[module.name])
                 for module in self._modules
                 for producer in module.handlers.producers()
             ]
             logger.info("Consuming for %s", ", ".join(module.name for module in self._modules))
-            await asyncio.gather(*loops)
+            try:
+                await asyncio.gather(*loops)
+            finally:
+                for pool in pools.values():
+                    await pool.close()
         finally:
             try:
                 await client.drain()
@@ -105,9 +119,8 @@ class ConsumerRunner:
                 await self._sleep(1.0)
         return False
 
-    async def _consume(self, js: JetStreamContext, module: BusModule, producer: str) -> None:
+    async def _consume(self, js: JetStreamContext, module: BusModule, producer: str, pool: "WorkerPool") -> None:
         stream = stream_name(producer)
-        executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"consumer-{module.name}-{producer}")
         subscription = None
         idle_seconds = 0.0
         try:
@@ -134,11 +147,8 @@ class ConsumerRunner:
                     continue
 
                 idle_seconds = 0.0
-                await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
-                await self._handle_batch(executor, module, messages)
+                await self._handle_batch(pool, module, messages)
         finally:
-            await asyncio.get_running_loop().run_in_executor(executor, connections.close_all)
-            executor.shutdown(wait=True)
             if subscription is not None:
                 try:
                     await subscription.unsubscribe()
@@ -179,8 +189,8 @@ class ConsumerRunner:
                 pass
         return None
 
-    async def _handle_batch(self, executor, module: BusModule, messages: list[Msg]) -> None:
-        """Apply ``messages`` one by one while every unsettled one is kept in progress.
+    async def _handle_batch(self, pool: "WorkerPool", module: BusModule, messages: list[Msg]) -> None:
+        """Apply ``messages``, one lane per aggregate, while every unsettled one is kept in progress.
 
         The messages of a fetch wait their turn, so the progress acks cover the
         waiting ones too: otherwise a batch that takes longer than the ack wait
@@ -189,11 +199,9 @@ class ConsumerRunner:
         unsettled = list(messages)
         keeper = asyncio.create_task(self._keep_in_progress(unsettled))
         try:
-            for message in messages:
-                if self._stopping.is_set():
-                    break
-                await self._handle(executor, module, message)
-                unsettled.remove(message)
+            await asyncio.gather(
+                *(self._handle_lane(pool, module, lane, unsettled) for lane in _lanes(messages))
+            )
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -202,6 +210,18 @@ class ConsumerRunner:
             # Hand unstarted messages back for another process now rather than
             # after the ack wait.
             await asyncio.gather(*(self._settle(message, HAND_BACK) for message in unsettled))
+
+    async def _handle_lane(self, pool: "WorkerPool", module: BusModule, lane: list[Msg], unsettled: list[Msg]) -> None:
+        """Apply one aggregate's messages in order on one worker thread; stop early on ``stop()``."""
+        async with pool.lend() as executor:
+            if self._stopping.is_set():
+                return
+            await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
+            for message in lane:
+                if self._stopping.is_set():
+                    return
+                await self._handle(executor, module, message)
+                unsettled.remove(message)
 
     async def _keep_in_progress(self, unsettled: list[Msg]) -> None:
         """Send a progress ack for every message in ``unsettled`` each third of the ack wait."""
@@ -257,6 +277,49 @@ class ConsumerRunner:
             await asyncio.wait_for(self._stopping.wait(), timeout=seconds)
         except TimeoutError:
             pass
+
+
+class WorkerPool:
+    """Single-thread executors lent out one at a time; each thread keeps its own database connections."""
+
+    def __init__(self, name: str, size: int):
+        self._executors = [
+            ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-{number}") for number in range(size)
+        ]
+        # Last in, first out: at a low rate one thread does all the work, so
+        # the other threads never open a database connection.
+        self._idle: asyncio.LifoQueue[ThreadPoolExecutor] = asyncio.LifoQueue()
+        for executor in reversed(self._executors):
+            self._idle.put_nowait(executor)
+
+    @contextlib.asynccontextmanager
+    async def lend(self):
+        executor = await self._idle.get()
+        try:
+            yield executor
+        finally:
+            self._idle.put_nowait(executor)
+
+    async def close(self) -> None:
+        """Close every thread's database connections and stop the threads."""
+        loop = asyncio.get_running_loop()
+        for executor in self._executors:
+            await loop.run_in_executor(executor, connections.close_all)
+            executor.shutdown(wait=True)
+
+
+def _lanes(messages: list[Msg]) -> list[list[Msg]]:
+    """Split ``messages`` by aggregate, keeping stream order within each lane."""
+    lanes: dict[tuple[str, str], list[Msg]] = {}
+    for message in messages:
+        try:
+            data = json.loads(message.data)
+            key = (str(data["aggregate_type"]), str(data["aggregate_id"]))
+        except (ValueError, TypeError, KeyError):
+            # Not an envelope: deliver() dead-letters it, on a lane of its own.
+            key = ("", str(message.metadata.sequence.stream))
+        lanes.setdefault(key, []).append(message)
+    return list(lanes.values())
 
 
 def _event_ids(message: Msg) -> dict:

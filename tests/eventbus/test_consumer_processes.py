@@ -50,8 +50,12 @@ def probe_consumer(nats_server):
 
 
 def publish_slow(count: int, seconds: float) -> list:
+    """Publish ``count`` slow events of one aggregate, which one worker thread applies in order."""
     ProbeSwitch.objects.using(ALIAS).update_or_create(name="slow-seconds", defaults={"seconds": seconds})
-    return [publish_probe(f"slow {n}", aggregate_id=f"slow-{n}", event_type=events.SLOW) for n in range(count)]
+    return [
+        publish_probe(f"slow {n}", aggregate_id="slow", version=n + 1, event_type=events.SLOW)
+        for n in range(count)
+    ]
 
 
 def set_slow_seconds(seconds: float) -> None:

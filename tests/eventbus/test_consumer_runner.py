@@ -53,6 +53,55 @@ class TestProgressAcks:
         assert ProcessedEvent.objects.using(ALIAS).count() == 2
 
 
+class TestConcurrency:
+    @pytest.fixture
+    def rendezvous(self):
+        from tests.probe.handlers import rendezvous
+
+        rendezvous.reset()
+        yield rendezvous
+        rendezvous.reset()
+
+    def test_two_aggregates_are_applied_at_the_same_time(self, nats_bus, rendezvous):
+        envelopes = [
+            publish_probe(f"meet {n}", aggregate_id=f"meet-{n}", event_type=events.RENDEZVOUS) for n in range(2)
+        ]
+        relay_outbox(module="probe", bus=nats_bus)
+
+        with consumers_running():
+            wait_for(lambda: ProbeEffect.objects.using(ALIAS).count() == 2, timeout=20, message="both applied")
+
+        assert probe_consumer().num_redelivered == 0
+        assert {effect.event_id for effect in ProbeEffect.objects.using(ALIAS)} == {e.event_id for e in envelopes}
+
+    def test_one_concurrent_worker_applies_them_one_at_a_time(self, settings, nats_bus, rendezvous):
+        settings.EVENTBUS = {**settings.EVENTBUS, "CONSUMER_CONCURRENCY": 1}
+        publish_probe("meet alone", aggregate_id="meet-0", event_type=events.RENDEZVOUS)
+        publish_probe("meet alone", aggregate_id="meet-1", event_type=events.RENDEZVOUS)
+        relay_outbox(module="probe", bus=nats_bus)
+
+        with consumers_running():
+            # The first handler waits for a partner that never comes, so the
+            # barrier breaks and the handler fails.
+            wait_for(lambda: rendezvous.broken, timeout=20, message="barrier broken")
+        assert ProbeEffect.objects.using(ALIAS).count() < 2
+
+    def test_one_aggregate_is_applied_in_stream_order(self, nats_bus):
+        for version in range(1, 21):
+            publish_probe(f"v{version}", aggregate_id="ordered", version=version)
+            publish_probe(f"other {version}", aggregate_id=f"other-{version}")
+        relay_outbox(module="probe", bus=nats_bus)
+
+        with consumers_running():
+            wait_for(lambda: ProbeEffect.objects.using(ALIAS).count() == 40, timeout=30, message="all applied")
+
+        versions = list(
+            ProbeEffect.objects.using(ALIAS).filter(aggregate_id="ordered").order_by("id")
+            .values_list("aggregate_version", flat=True)
+        )
+        assert versions == list(range(1, 21))
+
+
 class TestDeletedConsumer:
     def test_deleted_consumer_is_declared_again(self, nats_bus):
         first = publish_probe("before")

@@ -21,5 +21,6 @@ class Slow:
 VALUE_SET = EventType("probe.value.set", ValueSet)
 FLAKY = EventType("probe.flaky.happened", Flaky)
 SLOW = EventType("probe.slow.happened", Slow)
+RENDEZVOUS = EventType("probe.rendezvous.happened", ValueSet)
 # Declared but never handled: the consumer must dead-letter it.
 UNHANDLED = EventType("probe.unhandled.happened", ValueSet)

@@ -1,3 +1,4 @@
+import threading
 import time
 
 from eventbus.registry import HandlerRegistry
@@ -45,4 +46,15 @@ def handle_flaky(envelope, payload) -> None:
 def handle_slow(envelope, payload) -> None:
     switch = ProbeSwitch.objects.using(ALIAS).filter(name="slow-seconds").first()
     time.sleep(switch.seconds if switch else 0)
+    _record(envelope, payload)
+
+
+# Two RENDEZVOUS handlers finish only when they run at the same time, on two
+# worker threads of one process; otherwise the barrier times out and raises.
+rendezvous = threading.Barrier(2, timeout=10)
+
+
+@registry.on(events.RENDEZVOUS)
+def handle_rendezvous(envelope, payload) -> None:
+    rendezvous.wait()
     _record(envelope, payload)
