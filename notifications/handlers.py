@@ -5,7 +5,6 @@ that transaction commits; ``notifications.services`` explains why this sends
 each email once.
 """
 
-from functools import partial
 from typing import TYPE_CHECKING
 
 from django.db import transaction
@@ -120,11 +119,17 @@ def _record_and_send_after_commit(envelope: Envelope, **fields) -> None:
         **fields,
     )
     if created and notification.status == NotificationStatus.PENDING:
+        notification_id = str(notification.id)
+
+        def send_notification() -> None:
+            send_after_commit(notification_id)
+
         # robust=True logs an error here instead of failing the handler that
         # already committed. The row stays pending for notifications_send_pending.
-        transaction.on_commit(
-            partial(send_after_commit, str(notification.id)), using=ALIAS, robust=True
-        )
+        # The callback is a function rather than a functools.partial. Django 5.2
+        # logs a robust callback's error with its __qualname__, which a partial
+        # lacks, so the logging raised AttributeError and failed the committed handler.
+        transaction.on_commit(send_notification, using=ALIAS, robust=True)
 
 
 def send_after_commit(notification_id: str) -> None:

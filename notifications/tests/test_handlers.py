@@ -371,6 +371,22 @@ class TestHandlerErrors:
         assert not OutboxEvent.objects.using(ALIAS).exists()
         assert mailoutbox == []
 
+    def test_send_error_after_commit_acked(self, monkeypatch, mailoutbox):
+        # A database connection cut after the handler's commit makes the send
+        # fail. The event is applied by then, so it is acknowledged, not retried.
+        def send_fails(**kwargs):
+            raise RuntimeError("connection to the notifications database was cut")
+
+        monkeypatch.setattr("notifications.handlers.notification_send", send_fails)
+        envelope = envelope_for(INVOICE_FINALIZED, InvoiceFinalizedFactory())
+
+        result = deliver_to_notifications(envelope, delivery=1)
+
+        assert result.disposition is Disposition.ACK
+        assert notifications().get().status == NotificationStatus.PENDING
+        assert ProcessedEvent.objects.using(ALIAS).filter(event_id=envelope.event_id).count() == 1
+        assert mailoutbox == []
+
     def test_unknown_collection_method_dead_lettered(self, mailoutbox):
         envelope = envelope_for(INVOICE_FINALIZED, InvoiceFinalizedFactory(collection_method="direct_debit"))
 
