@@ -27,6 +27,7 @@ from eventbus.metrics import (
 )
 from eventbus.models import DeadLetterReason, DeadLetterStatus
 from eventbus.registry import BusModule
+from eventbus.tenants import tenant_is_known
 
 logger = logging.getLogger(__name__)
 
@@ -62,8 +63,9 @@ def deliver(
     """Apply one message for ``module``; ``delivery`` counts from 1.
 
     A message that can never be applied (malformed, oversized, unknown type,
-    newer schema, invalid payload) is dead-lettered at once. A handler error
-    returns RETRY until the last delivery, then dead-letters the message.
+    newer schema, unknown tenant, invalid payload) is dead-lettered at once.
+    A handler error returns RETRY until the last delivery, then dead-letters
+    the message.
     """
     config = bus_settings()
     max_deliver = max_deliver or config.max_deliver
@@ -102,6 +104,13 @@ def deliver(
             module, subject, body, envelope, delivery, DeadLetterReason.FUTURE_SCHEMA_VERSION,
             f"{envelope.event_type} has schema version {envelope.schema_version}; this "
             f"handler understands up to {known_version}. Deploy the newer code, then replay.",
+        )
+
+    if not tenant_is_known(envelope.tenant_id):
+        return _dead_letter(
+            module, subject, body, envelope, delivery, DeadLetterReason.UNKNOWN_TENANT,
+            f"tenant {envelope.tenant_id!r} does not exist; create it with `manage.py tenants create "
+            f"{envelope.tenant_id}` and replay, or discard the dead letter if the event is wrong",
         )
 
     try:

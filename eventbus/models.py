@@ -82,6 +82,7 @@ class DeadLetterReason(models.TextChoices):
     UNKNOWN_EVENT_TYPE = "unknown_event_type", "No handler for this event type"
     FUTURE_SCHEMA_VERSION = "future_schema_version", "Schema version newer than the handler"
     INVALID_PAYLOAD = "invalid_payload", "Payload does not match its schema"
+    UNKNOWN_TENANT = "unknown_tenant", "Tenant does not exist"
     HANDLER_FAILED = "handler_failed", "Handler failed on every delivery"
 
 
