@@ -6,11 +6,13 @@ VENV ?= .venv
 PYTHON := $(VENV)/bin/python
 # Pytest arguments; `make test PYTEST_ARGS="-k relay"` narrows a run.
 PYTEST_ARGS ?=
+# Chaos soak arguments; `make chaos CHAOS_ARGS="--duration 600 --seed 42"`.
+CHAOS_ARGS ?=
 
 # Address the web process of `make stack` listens on.
 STACK_WEB_ADDRESS ?= 127.0.0.1:8000
 
-.PHONY: install demo test lint check-imports clean stack
+.PHONY: install demo test lint check-imports clean stack chaos
 
 install: $(VENV)/.installed
 
@@ -32,6 +34,12 @@ check-imports: install
 
 test: install lint check-imports
 	$(PYTHON) scripts/testenv.py -- $(PYTHON) -m pytest $(PYTEST_ARGS)
+
+# About ten minutes of bill runs while NATS restarts, consumers and relays are
+# killed and database connections cut; exits 1 on any invariant violation.
+# Options: .venv/bin/python scripts/chaos.py --help. See docs/reliability.md.
+chaos: install
+	$(PYTHON) scripts/testenv.py -- $(PYTHON) scripts/chaos.py $(CHAOS_ARGS)
 
 # Every process of docker-compose.yml without Docker (Procfile, run by honcho),
 # against the PostgreSQL, NATS 2.10+ and Redis at DATABASE_URL, NATS_URL and
