@@ -66,7 +66,7 @@ def _postgres(env, workdir: Path, started) -> str:
         print(f"testenv: using PostgreSQL at {_redact(url)}")
         return url
 
-    bindir = _postgres_bindir()
+    bindir = postgres_bindir()
     if bindir is None:
         raise ServiceError(
             f"PostgreSQL at {_redact(url)} is not reachable and no PostgreSQL server binaries "
@@ -76,15 +76,30 @@ def _postgres(env, workdir: Path, started) -> str:
 
     port = _free_port()
     datadir = workdir / "postgres"
+    run_as = postgres_init(bindir, datadir)
+    process = postgres_spawn(bindir, datadir, port, run_as, open(workdir / "postgres.log", "w"))
+    started.append(process)
+    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
+    _wait(lambda: _postgres_answers(url), f"PostgreSQL on port {port} (log: {workdir / 'postgres.log'})", process)
+    print(f"testenv: started PostgreSQL from {bindir} on 127.0.0.1:{port} (pid {process.pid})")
+    return url
+
+
+def postgres_init(bindir: Path, datadir: Path) -> str | None:
+    """Create an empty cluster in ``datadir``; return the user its server must run as, None for this one."""
     datadir.mkdir()
     run_as = _unprivileged_user()
     if run_as:
-        shutil.chown(workdir, user=run_as)
+        shutil.chown(datadir.parent, user=run_as)
         shutil.chown(datadir, user=run_as)
     _run([str(bindir / "initdb"), "-D", str(datadir), "-U", "postgres", "-A", "trust", "--no-sync"], run_as)
-    log = open(workdir / "postgres.log", "w")
+    return run_as
+
+
+def postgres_spawn(bindir: Path, datadir: Path, port: int, run_as: str | None, log) -> subprocess.Popen:
+    """Start the server of the cluster in ``datadir`` on 127.0.0.1:``port``, without waiting for it."""
     # fsync off: a throwaway test cluster trades durability for speed.
-    process = _spawn(
+    return _spawn(
         [
             str(bindir / "postgres"), "-D", str(datadir), "-p", str(port),
             "-c", "listen_addresses=127.0.0.1", "-c", f"unix_socket_directories={datadir}",
@@ -93,11 +108,6 @@ def _postgres(env, workdir: Path, started) -> str:
         ],
         run_as, log,
     )
-    started.append(process)
-    url = f"postgres://postgres@127.0.0.1:{port}/postgres"
-    _wait(lambda: _postgres_answers(url), f"PostgreSQL on port {port} (log: {workdir / 'postgres.log'})", process)
-    print(f"testenv: started PostgreSQL from {bindir} on 127.0.0.1:{port} (pid {process.pid})")
-    return url
 
 
 def _postgres_answers(url: str) -> bool:
@@ -117,7 +127,7 @@ def _libpq_url(url: str) -> str:
     return url.replace("postgis://", "postgresql://").replace("postgres://", "postgresql://", 1)
 
 
-def _postgres_bindir() -> Path | None:
+def postgres_bindir() -> Path | None:
     candidates = []
     pg_config = shutil.which("pg_config")
     if pg_config:
