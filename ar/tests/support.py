@@ -15,6 +15,7 @@ from ar.models import (
     PaymentApplication,
 )
 from ar.tests.factories import NOW
+from billing.tenancy.services import tenant_ensure
 from eventbus.consumer import DeliveryResult, deliver
 from eventbus.envelope import Envelope
 from eventbus.registry import get_module
@@ -51,7 +52,8 @@ def envelope_for(
 
 
 def deliver_envelope(envelope: Envelope, *, delivery: int = 1, max_deliver: int | None = None) -> DeliveryResult:
-    """Deliver ``envelope`` to ar's handlers the way every bus backend does."""
+    """Deliver ``envelope`` to ar's handlers the way every bus backend does, creating its tenant first."""
+    tenant_ensure(tenant_id=envelope.tenant_id, now=NOW)
     return deliver(
         module=get_module("ar"),
         subject=envelope.subject,

@@ -7,6 +7,7 @@ from datetime import UTC, datetime
 import factory
 
 from ar.events import InvoiceFinalized
+from billing.tenancy.services import tenant_ensure
 from eventbus.consumer import DeliveryResult, deliver
 from eventbus.envelope import Envelope
 from eventbus.registry import get_module
@@ -150,7 +151,8 @@ def envelope_for(
 
 
 def deliver_to_notifications(envelope: Envelope, *, delivery: int = 1) -> DeliveryResult:
-    """Deliver ``envelope`` to the notifications module as the bus would."""
+    """Deliver ``envelope`` to the notifications module as the bus would, creating its tenant first."""
+    tenant_ensure(tenant_id=envelope.tenant_id, now=envelope.occurred_at)
     return deliver(
         module=get_module("notifications"),
         subject=envelope.subject,

@@ -107,6 +107,8 @@ def collection_envelope(
 
 
 def deliver_to_payments(envelope: Envelope, *, delivery: int = 1) -> DeliveryResult:
+    """Deliver ``envelope`` to the payments module as the bus would, creating its tenant first."""
+    TenantFactory(id=envelope.tenant_id)
     return deliver(
         module=get_module("payments"), subject=envelope.subject, body=envelope.to_json(), delivery=delivery
     )

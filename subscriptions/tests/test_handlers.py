@@ -6,6 +6,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from ar import events as ar_events
+from billing.tenancy.services import tenant_ensure
 from eventbus.consumer import Disposition, deliver
 from eventbus.envelope import Envelope
 from eventbus.models import DeadLetterReason
@@ -53,6 +54,7 @@ def envelope_for(event_type, payload, *, occurred_at: datetime, tenant_id: str =
 
 def send(event_type, payload, *, occurred_at: datetime, tenant_id: str = TENANT_ID, max_deliver: int = 5):
     envelope = envelope_for(event_type, payload, occurred_at=occurred_at, tenant_id=tenant_id)
+    tenant_ensure(tenant_id=tenant_id, now=occurred_at)
     result = deliver(
         module=get_module("subscriptions"),
         subject=envelope.subject,

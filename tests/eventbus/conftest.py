@@ -9,6 +9,7 @@ import pytest
 from django.db import connections, transaction
 from django.utils import timezone
 
+from billing.tenancy.services import tenant_ensure
 from eventbus.backends import get_bus, reset_bus
 from eventbus.outbox import outbox_append
 from eventbus.registry import get_module
@@ -52,6 +53,8 @@ def nats_bus(settings):
 
 
 def publish_probe(value: str, *, aggregate_id: str = "agg-1", version: int = 1, event_type=events.VALUE_SET):
+    # Consumers dead-letter an event of a tenant that does not exist.
+    tenant_ensure(tenant_id="tenant-a", now=timezone.now())
     with transaction.atomic(using="notifications"):
         return outbox_append(
             module="probe",

@@ -5,7 +5,9 @@ import uuid
 
 import pytest
 from django.db import transaction
+from django.utils import timezone
 
+from billing.tenancy.services import tenant_ensure
 from eventbus.backends import OutgoingMessage
 from eventbus.dead_letters import dead_letter_replay
 from eventbus.errors import OutboxOutsideTransaction
@@ -159,6 +161,63 @@ class TestRetriesAndDeadLetters:
         assert dead.reason == reason
         assert fragment in dead.error
         assert bytes(dead.body) == body
+
+
+def probe_body(**changes) -> bytes:
+    """Return the bytes of a valid probe envelope with ``changes`` applied, leaving no outbox row."""
+    template = publish_probe("template")
+    document = json.loads(OutboxEvent.objects.using(ALIAS).get(event_id=template.event_id).body)
+    OutboxEvent.objects.using(ALIAS).all().delete()
+    document.update(event_id=str(uuid.uuid4()), **changes)
+    return json.dumps(document).encode()
+
+
+class TestEnvelopesThatCannotApply:
+    def test_unknown_tenant_dead_lettered_then_replayed(self, bus):
+        # A new id per run: the process caches tenant ids that exist.
+        tenant_id = f"ghost-{uuid.uuid4().hex[:12]}"
+        body = probe_body(tenant_id=tenant_id)
+        event_id = uuid.UUID(json.loads(body)["event_id"])
+
+        bus.publish_batch([OutgoingMessage("probe.events.probe.value.set", str(event_id), body)])
+        good = publish_probe("after the unknown tenant")
+        relay_outbox(module="probe", bus=bus)
+
+        settle(bus, lambda: effects(event_id=good.event_id).exists() and DeadLetter.objects.using(ALIAS).exists())
+        dead = DeadLetter.objects.using(ALIAS).get()
+        assert dead.reason == DeadLetterReason.UNKNOWN_TENANT
+        assert dead.error == (
+            f"tenant {tenant_id!r} does not exist; create it with `manage.py tenants create {tenant_id}` "
+            "and replay, or discard the dead letter if the event is wrong"
+        )
+        assert dead.event_id == event_id
+        assert dead.tenant_id == tenant_id
+        assert dead.deliveries == 1
+        assert bytes(dead.body) == body
+        assert effects(event_id=event_id).count() == 0
+        assert not ProcessedEvent.objects.using(ALIAS).filter(event_id=event_id).exists()
+
+        tenant_ensure(tenant_id=tenant_id, now=timezone.now())
+        result = dead_letter_replay(module="probe", dead_letter_id=dead.id)
+
+        assert result.applied
+        assert effects(event_id=event_id).count() == 1
+
+    def test_future_schema_version_dead_lettered(self, bus):
+        body = probe_body(schema_version=2)
+
+        bus.publish_batch([OutgoingMessage("probe.events.probe.value.set", str(uuid.uuid4()), body)])
+        good = publish_probe("after the newer version")
+        relay_outbox(module="probe", bus=bus)
+
+        settle(bus, lambda: effects(event_id=good.event_id).exists() and DeadLetter.objects.using(ALIAS).exists())
+        dead = DeadLetter.objects.using(ALIAS).get()
+        assert dead.reason == DeadLetterReason.FUTURE_SCHEMA_VERSION
+        assert dead.error == (
+            "probe.value.set has schema version 2; this handler understands up to 1. "
+            "Deploy the newer code, then replay."
+        )
+        assert ProcessedEvent.objects.using(ALIAS).count() == 1
 
 
 class TestOrdering:

@@ -5,6 +5,7 @@ from django.db import transaction
 from django.utils import timezone
 from prometheus_client.parser import text_string_to_metric_families
 
+from billing.tenancy.services import tenant_ensure
 from eventbus.backends import get_bus, reset_bus
 from eventbus.outbox import outbox_append
 from tests.probe import events
@@ -35,6 +36,8 @@ def nats_bus(settings):
 
 
 def append_probe(value: str, *, event_type=events.VALUE_SET, aggregate_id: str = "agg-1", version: int = 1):
+    # Consumers dead-letter an event of a tenant that does not exist.
+    tenant_ensure(tenant_id="tenant-obs", now=timezone.now())
     with transaction.atomic(using="notifications"):
         return outbox_append(
             module="probe",
