@@ -10,9 +10,9 @@ import time
 from collections import OrderedDict
 from collections.abc import Callable
 
-# How long a tenant id found once is trusted without another query. Tenants
-# are never deleted (domain rows protect them), so this only bounds how long
-# a tenant removed by hand in the database would still be accepted.
+# How long a tenant id found once is trusted without another query. No code
+# in the platform deletes a tenant, so this only bounds how long a tenant
+# removed by hand in the database would still be accepted.
 KNOWN_TENANT_TTL_SECONDS = 300.0
 # Distinct tenant ids kept per process; the least recently seen is dropped first.
 KNOWN_TENANT_MAX_IDS = 10_000
@@ -42,7 +42,7 @@ class KnownTenants:
         self.lookups = 0
 
     def contains(self, tenant_id: str) -> bool:
-        """Return True when ``tenant_id`` exists; query the lookup unless a recent answer is cached.
+        """Return True when ``tenant_id`` exists; query the lookup unless a recent result is cached.
 
         Raises what the lookup raises, such as a database error, so the
         caller retries the message instead of rejecting it.
