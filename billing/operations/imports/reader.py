@@ -20,6 +20,11 @@ MAX_LINE_BYTES = 64 * 1024
 # A header or record may have at most this many fields. Exports seen in
 # practice have tens of columns; thousands mean a wrong delimiter or a bad file.
 MAX_COLUMNS = 500
+# One record, which may span several lines through line breaks inside quoted
+# cells, may contain at most this many bytes. The check runs while the csv
+# module reads the record, so a row of a million cells spread over many
+# short lines is rejected before its fields fill memory.
+MAX_RECORD_BYTES = 4 * MAX_LINE_BYTES
 
 UTF8_BOM = b"\xef\xbb\xbf"
 UTF16_BOMS = (b"\xff\xfe", b"\xfe\xff")
@@ -59,17 +64,36 @@ def csv_table_read(path: Path) -> CsvTable:
         raise InvalidImportFile(f"file {str(path)!r} cannot be opened: {error.strerror}") from None
 
     with handle:
-        return _table_from_lines(_decoded_lines(handle, path), path)
+        span = _RecordSpan()
+        return _table_from_lines(_decoded_lines(handle, path, span), path, span)
 
 
-def _decoded_lines(handle: BinaryIO, path: Path) -> Iterator[str]:
-    """Yield each physical line decoded as UTF-8, checking its width and encoding."""
+class _RecordSpan:
+    """The bytes read since the csv reader last returned a record, and the line they start on."""
+
+    def __init__(self):
+        self.first_line = 1
+        self.bytes_read = 0
+
+    def record_returned(self, next_line: int) -> None:
+        self.first_line = next_line
+        self.bytes_read = 0
+
+
+def _decoded_lines(handle: BinaryIO, path: Path, span: _RecordSpan) -> Iterator[str]:
+    """Yield each physical line decoded as UTF-8, checking its width, encoding and record size."""
     line_number = 0
     while True:
         raw = handle.readline(MAX_LINE_BYTES + 1)
         if not raw:
             return
         line_number += 1
+        span.bytes_read += len(raw)
+        if span.bytes_read > MAX_RECORD_BYTES:
+            raise InvalidImportFile(
+                f"the record starting on line {span.first_line} is longer than {MAX_RECORD_BYTES} bytes; "
+                "a quote is not closed, or the row has far too many cells"
+            )
         if line_number == 1:
             if raw.startswith(UTF16_BOMS):
                 raise InvalidImportFile(
@@ -96,7 +120,7 @@ def _decoded_lines(handle: BinaryIO, path: Path) -> Iterator[str]:
             ) from None
 
 
-def _table_from_lines(lines: Iterator[str], path: Path) -> CsvTable:
+def _table_from_lines(lines: Iterator[str], path: Path, span: _RecordSpan) -> CsvTable:
     reader = csv.reader(lines, strict=True)
     header: list[str] | None = None
     records: list[CsvRecord] = []
@@ -114,6 +138,7 @@ def _table_from_lines(lines: Iterator[str], path: Path) -> CsvTable:
             ) from None
         line_number = lines_before + 1
         lines_before = reader.line_num
+        span.record_returned(lines_before + 1)
 
         if len(fields) > MAX_COLUMNS:
             raise InvalidImportFile(

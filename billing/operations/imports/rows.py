@@ -16,6 +16,7 @@ from dateutil.relativedelta import relativedelta
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
 
+from billing.csv_cells import starts_like_formula
 from billing.money import InvalidMoney, minor_unit_exponent, to_minor_units, validate_currency
 from billing.operations.imports.mapping import BoundMapping, FieldRule
 from billing.operations.imports.reader import CsvRecord
@@ -156,6 +157,7 @@ def _row_validate(record: CsvRecord, mapping: BoundMapping, as_of: date) -> tupl
 
     external_id = _required(text("external_id"), "external_id", errors)
     _check_length(external_id, "external_id", MAX_EXTERNAL_ID_LENGTH, errors)
+    _check_not_formula(external_id, "external_id", errors)
     currency = _currency(text("currency"), errors)
     amount_minor = _amount(text("amount"), "amount", currency, errors, required=True)
     interval = _choice(text("interval", "month"), "interval", INTERVALS, errors)
@@ -182,7 +184,10 @@ def _row_validate(record: CsvRecord, mapping: BoundMapping, as_of: date) -> tupl
     # AR needs a name on every customer; an export without names gets the external id.
     name = text("name") or external_id
     _check_length(name, "name", MAX_NAME_LENGTH, errors)
+    if name != external_id:
+        _check_not_formula(name, "name", errors)
     email = _email(_required(text("email"), "email", errors), errors)
+    _check_not_formula(email, "email", errors)
     collection_method = _choice(
         text("collection_method", "charge_automatically"), "collection_method", COLLECTION_METHODS, errors
     )
@@ -198,6 +203,7 @@ def _row_validate(record: CsvRecord, mapping: BoundMapping, as_of: date) -> tupl
         )
     plan_name = text("plan_name") or plan_code
     _check_length(plan_name, "plan_name", MAX_PLAN_NAME_LENGTH, errors)
+    _check_not_formula(plan_name, "plan_name", errors)
     plan_amount_text = text("plan_amount")
     plan_amount_minor = amount_minor
     if plan_amount_text:
@@ -312,6 +318,15 @@ def _required(value: str | None, name: str, errors: _RowErrors) -> str:
 def _check_length(value: str, name: str, maximum: int, errors: _RowErrors) -> None:
     if len(value) > maximum:
         errors.add(f"{name} is {len(value)} characters long; the maximum is {maximum}")
+
+
+def _check_not_formula(value: str, name: str, errors: _RowErrors) -> None:
+    """Reject text that a spreadsheet would run as a formula when an export shows it."""
+    if starts_like_formula(value):
+        errors.add(
+            f"{name} {value!r} starts with {value[0]!r}, so a spreadsheet opening an export "
+            "would run it as a formula; remove the leading character"
+        )
 
 
 def _currency(value: str | None, errors: _RowErrors) -> str:

@@ -1,7 +1,14 @@
+import tracemalloc
+
 import pytest
 
 from billing.operations.errors import InvalidImportFile
-from billing.operations.imports.reader import MAX_COLUMNS, MAX_LINE_BYTES, csv_table_read
+from billing.operations.imports.reader import (
+    MAX_COLUMNS,
+    MAX_LINE_BYTES,
+    MAX_RECORD_BYTES,
+    csv_table_read,
+)
 from tests.operations.csv_files import write_text
 
 
@@ -136,6 +143,56 @@ class TestCsvTableRead:
             f"line 1 has {MAX_COLUMNS + 1} fields, more than the maximum of {MAX_COLUMNS}; "
             "check that the file is comma-separated"
         )
+
+    def test_million_column_row_is_rejected(self, tmp_path):
+        path = tmp_path / "wide.csv"
+        path.write_bytes(b"id,note\nC-1" + b",x" * 1_000_000 + b"\n")
+
+        tracemalloc.start()
+        try:
+            message = read_error(path)
+            _, peak_bytes = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+        assert message == (
+            f"line 2 is longer than {MAX_LINE_BYTES} bytes; the file is not a customer export, "
+            "or its line breaks are missing"
+        )
+        # The 2 MB row is never read whole: one line of MAX_LINE_BYTES at most.
+        assert peak_bytes < 4 * MAX_LINE_BYTES
+
+    def test_million_column_row_across_quoted_lines(self, tmp_path):
+        # Each line stays under MAX_LINE_BYTES and ends inside a quoted cell,
+        # so one record of a million cells has no long line.
+        chunk = ",x" * 30_000 + ',"\n"'
+        path = write_text(tmp_path, "a.csv", "id,note\nC-1" + chunk * 34 + "\n")
+
+        tracemalloc.start()
+        try:
+            message = read_error(path)
+            _, peak_bytes = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+
+        assert message == (
+            f"the record starting on line 2 is longer than {MAX_RECORD_BYTES} bytes; "
+            "a quote is not closed, or the row has far too many cells"
+        )
+        # The csv module keeps an 8-byte list slot per cell of the record so far,
+        # so the peak is a few times MAX_RECORD_BYTES; a million cells would need 8 MB.
+        assert peak_bytes < 8 * MAX_RECORD_BYTES
+
+    def test_multiline_records_reset_the_size_limit(self, tmp_path):
+        address = "\n".join("x" * 1000 for _ in range(100))
+        rows = "".join(f'C-{number},"{address}"\n' for number in range(10))
+        path = write_text(tmp_path, "a.csv", "id,address\n" + rows)
+
+        table = csv_table_read(path)
+
+        assert len(address) < MAX_RECORD_BYTES < len(rows)
+        assert [record.line_number for record in table.records] == [2 + 100 * number for number in range(10)]
+        assert table.records[9].cells["address"] == address
 
     def test_nul_byte_is_rejected(self, tmp_path):
         path = write_text(tmp_path, "a.csv", "id,amount\nC-1\x00,10\n")

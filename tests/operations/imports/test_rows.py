@@ -135,6 +135,27 @@ class TestDefaultLayout:
         }
         assert result.rejections[1] == RowRejection(4, "C-3", reasons(result)[4])
 
+    def test_formula_text_is_rejected(self, tmp_path):
+        rows = [
+            default_row("C-1", name="@SUM(1)"),
+            default_row("+C-2"),
+            default_row("C-3", email="-x@example.com"),
+            default_row("C-4", plan_name="\t=1+1"),
+            default_row("C-5", name="Ada = Lovelace", plan_name="Basic + seats"),
+        ]
+
+        result = validate(tmp_path, DEFAULT_HEADER, rows)
+
+        assert [row.external_id for row in result.rows] == ["C-5"]
+        suffix = "so a spreadsheet opening an export would run it as a formula; remove the leading character"
+        assert reasons(result) == {
+            2: f"name '@SUM(1)' starts with '@', {suffix}",
+            3: f"external_id '+C-2' starts with '+', {suffix}",
+            4: f"email '-x@example.com' starts with '-', {suffix}",
+            # Cells are stripped, so the tab goes and the formula is left.
+            5: f"plan_name '=1+1' starts with '=', {suffix}",
+        }
+
     def test_send_invoice_needs_no_token(self, tmp_path):
         row = default_row(collection_method="send_invoice", payment_token="", payment_kind="")
 

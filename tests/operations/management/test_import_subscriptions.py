@@ -7,6 +7,7 @@ import pytest
 from django.core.management import CommandError, call_command
 
 from ar.selectors import customer_contact, customer_id_for_external_id
+from billing.operations.imports.reader import MAX_RECORD_BYTES
 from billing.tenancy.selectors import tenant_exists
 from payments.selectors import payment_methods_for_customer
 from subscriptions.selectors import subscription_counts_by_status, subscription_list_for_customer
@@ -155,6 +156,32 @@ class TestDefaultLayout:
             assert customer_of(external_id) is None, external_id
         assert subscription_counts_by_status(tenant_id=TENANT)["active"] == 1
 
+    def test_formula_cells_are_rejected_and_not_written(self, tmp_path):
+        rows = [
+            default_row("C-1"),
+            default_row("C-2", name='"=HYPERLINK(""http://attacker.example"",""x"")"'),
+            default_row("C-3", email="=1+1@example.com"),
+            default_row("@SUM(1)"),
+            default_row("C-5", plan_name="-2+3"),
+        ]
+        path = write_csv(tmp_path, DEFAULT_HEADER, rows)
+
+        lines = run_import(path, rejected=4)
+
+        assert lines[:4] == [
+            "line 3 (C-2) rejected: name '=HYPERLINK(\"http://attacker.example\",\"x\")' starts with '=', "
+            "so a spreadsheet opening an export would run it as a formula; remove the leading character",
+            "line 4 (C-3) rejected: email '=1+1@example.com' starts with '=', so a spreadsheet opening an "
+            "export would run it as a formula; remove the leading character",
+            "line 5 (@SUM(1)) rejected: external_id '@SUM(1)' starts with '@', so a spreadsheet opening an "
+            "export would run it as a formula; remove the leading character",
+            "line 6 (C-5) rejected: plan_name '-2+3' starts with '-', so a spreadsheet opening an export "
+            "would run it as a formula; remove the leading character",
+        ]
+        assert customer_of("C-1") is not None
+        for external_id in ("C-2", "C-3", "@SUM(1)", "C-5"):
+            assert customer_of(external_id) is None
+
     def test_byte_order_mark_blank_cells_and_extra_columns(self, tmp_path):
         header = DEFAULT_HEADER + ",notes,region"
         row = default_row(
@@ -270,6 +297,39 @@ class TestRejectedFile:
         assert import_error(path) == (
             "line 3 is longer than 65536 bytes; the file is not a customer export, or its line breaks "
             "are missing; nothing was imported"
+        )
+        assert_nothing_written()
+
+    def test_utf16_file(self, tmp_path):
+        text = "\n".join([DEFAULT_HEADER, default_row("C-1")]) + "\n"
+        path = write_text(tmp_path, "utf16.csv", text, encoding="utf-16")
+
+        assert import_error(path) == (
+            f"file {str(path)!r} is UTF-16, not UTF-8; save it as UTF-8 (for example: iconv -f UTF-16 "
+            "-t UTF-8); nothing was imported"
+        )
+        assert_nothing_written()
+
+    def test_file_cut_inside_quotes(self, tmp_path):
+        cut = default_row("C-2", name='"Zoe, Ltd')
+        text = "\n".join([DEFAULT_HEADER, default_row("C-1"), cut])
+        path = write_text(tmp_path, "cut.csv", text)
+
+        assert import_error(path) == (
+            "line 3 is not valid CSV (unexpected end of data); the file is truncated or a quote is not "
+            "closed; nothing was imported"
+        )
+        assert_nothing_written()
+
+    def test_million_column_row_over_quoted_lines(self, tmp_path):
+        # No line is long: each ends inside a quoted cell, so the record goes on.
+        chunk = ",x" * 30_000 + ',"\n"'
+        wide = default_row("C-2") + chunk * 34
+        path = write_text(tmp_path, "wide.csv", "\n".join([DEFAULT_HEADER, default_row("C-1"), wide]) + "\n")
+
+        assert import_error(path) == (
+            f"the record starting on line 3 is longer than {MAX_RECORD_BYTES} bytes; a quote is not "
+            "closed, or the row has far too many cells; nothing was imported"
         )
         assert_nothing_written()
 
