@@ -8,11 +8,13 @@ PYTHON := $(VENV)/bin/python
 PYTEST_ARGS ?=
 # Chaos soak arguments; `make chaos CHAOS_ARGS="--duration 600 --seed 42"`.
 CHAOS_ARGS ?=
+# Benchmark arguments; `make bench BENCH_ARGS="--subscriptions 100000"`.
+BENCH_ARGS ?=
 
 # Address the web process of `make stack` listens on.
 STACK_WEB_ADDRESS ?= 127.0.0.1:8000
 
-.PHONY: install demo test lint check-imports clean stack chaos
+.PHONY: install demo test lint check-imports clean stack chaos bench
 
 install: $(VENV)/.installed
 
@@ -40,6 +42,16 @@ test: install lint check-imports
 # Options: .venv/bin/python scripts/chaos.py --help. See docs/reliability.md.
 chaos: install
 	$(PYTHON) scripts/testenv.py -- $(PYTHON) scripts/chaos.py $(CHAOS_ARGS)
+
+# Every benchmark in bench/, with the raw limits of PostgreSQL and JetStream
+# measured in the same run; appends one dated record to docs/benchmarks.md.
+# Options: .venv/bin/python bench/run.py --help. See docs/benchmarks.md.
+bench: $(VENV)/.bench-installed
+	$(PYTHON) scripts/testenv.py -- $(PYTHON) bench/run.py $(BENCH_ARGS)
+
+$(VENV)/.bench-installed: $(VENV)/.installed pyproject.toml
+	$(VENV)/bin/pip install --quiet -e ".[dev,bench]"
+	touch $@
 
 # Every process of docker-compose.yml without Docker (Procfile, run by honcho),
 # against the PostgreSQL, NATS 2.10+ and Redis at DATABASE_URL, NATS_URL and
