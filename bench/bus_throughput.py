@@ -26,6 +26,8 @@ import time
 import uuid
 from pathlib import Path
 
+import benchlib
+
 ROOT = Path(__file__).resolve().parent.parent
 # Events appended per transaction while the outbox is filled.
 FILL_CHUNK = 1000
@@ -44,6 +46,7 @@ def main() -> int:
         help="JetStream server to use (default: $NATS_URL or nats://127.0.0.1:4222).",
     )
     parser.add_argument("--timeout", type=float, default=600, help="Seconds each phase may take (default: 600).")
+    benchlib.add_json_argument(parser)
     options = parser.parse_args()
     if options.events < 1 or options.aggregates < 1:
         parser.error("--events and --aggregates must be at least 1")
@@ -52,16 +55,17 @@ def main() -> int:
     if not server_url.startswith(("postgres://", "postgresql://")):
         parser.error("DATABASE_URL must point at a PostgreSQL server; run through scripts/testenv.py")
 
+    benchlib.sigterm_as_exit()
     database = f"bench_bus_{uuid.uuid4().hex[:8]}"
     create_database(server_url, database)
     try:
         configure_django(server_url.rsplit("/", 1)[0] + "/" + database, options.nats_url)
-        rows = run_benchmark(options)
+        rows, body_bytes = run_benchmark(options)
     finally:
         close_django_connections()
         drop_database(server_url, database)
 
-    print_table(rows, options)
+    print_table(rows, options, body_bytes)
     return 0
 
 
@@ -105,7 +109,9 @@ def close_django_connections() -> None:
 def run_benchmark(options) -> list[tuple[str, int, float]]:
     from django.core.management import call_command
     from django.db import connections
+    from django.utils import timezone
 
+    from billing.tenancy.services import tenant_ensure
     from eventbus.backends import get_bus
 
     for alias in connections:
@@ -115,12 +121,23 @@ def run_benchmark(options) -> list[tuple[str, int, float]]:
     bus = get_bus()
     bus.ensure()
 
+    # The consumer dead-letters events of a tenant that does not exist.
+    tenant_ensure(tenant_id="bench", name="Benchmark tenant", now=timezone.now())
     fill_outbox(options.events, options.aggregates)
+    body_bytes = mean_body_bytes(module)
     relay_seconds = measure_relay(bus, options.events, options.timeout)
     consume_seconds = measure_consumer(module, options.events, options.timeout)
     bus.close()
     return [("relay: outbox -> JetStream", options.events, relay_seconds),
-            ("consumer: JetStream -> inbox + handler", options.events, consume_seconds)]
+            ("consumer: JetStream -> inbox + handler", options.events, consume_seconds)], body_bytes
+
+
+def mean_body_bytes(module) -> int:
+    from django.db.models import Avg
+    from django.db.models.functions import Length
+
+    average = module.outbox.objects.using(module.alias).aggregate(size=Avg(Length("body")))["size"]
+    return round(average or 0)
 
 
 def install_trivial_handler():
@@ -232,11 +249,20 @@ def measure_consumer(module, count: int, timeout: float) -> float:
     return elapsed
 
 
-def print_table(rows, options) -> None:
-    print(f"{options.events} events over {options.aggregates} aggregates, NATS at {options.nats_url}")
-    print(f"{'phase':<40} {'events':>8} {'seconds':>9} {'events/s':>10}")
+def print_table(rows, options, body_bytes: int) -> None:
+    table = benchlib.Table(
+        f"Bus throughput: {options.events} events of {body_bytes} bytes over {options.aggregates} aggregates",
+        ["phase", "events", "seconds", "events/s"],
+    )
     for phase, count, seconds in rows:
-        print(f"{phase:<40} {count:>8} {seconds:>9.2f} {count / seconds:>10.0f}")
+        table.add(phase, count, seconds, count / seconds)
+    figures = {
+        "events": options.events,
+        "body_bytes": body_bytes,
+        "relay": rows[0][1] / rows[0][2],
+        "consumer": rows[1][1] / rows[1][2],
+    }
+    benchlib.write_result(options.json, [table], figures)
 
 
 if __name__ == "__main__":

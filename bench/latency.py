@@ -1,0 +1,211 @@
+#!/usr/bin/env python
+"""Measure event latency from a service's commit to the consuming handler's commit.
+
+Processes: a throwaway nats-server, a throwaway database on the server of
+DATABASE_URL, and real `relay_outbox --follow --module probe` and
+`run_consumers --module probe` processes. The consumer process runs
+bench/latency_settings.py, whose probe handler does nothing but record the
+time after its transaction commits.
+
+The two timestamps, both time.time() on this machine's clock:
+
+- committed: taken in this process right after the transaction that
+  appended the event to the probe outbox (``outbox_append`` inside
+  ``transaction.atomic``, as a service does) returned, so after COMMIT;
+- applied: taken in the consumer process by a ``transaction.on_commit``
+  callback of the handler's transaction, so after the inbox row and the
+  handler's work committed.
+
+Latency is applied minus committed, for every event. Two phases:
+
+- steady: one event per transaction at --rate events per second for
+  --seconds seconds;
+- backlog: --backlog events appended as fast as this process can, 100 per
+  transaction, so they arrive faster than the consumer applies them; each
+  event's latency includes its wait behind the others.
+
+    .venv/bin/python scripts/testenv.py -- .venv/bin/python bench/latency.py --rate 300
+"""
+
+import argparse
+import os
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+import benchlib
+
+sys.path.insert(0, str(benchlib.ROOT))
+# Events per transaction in the backlog phase.
+BACKLOG_CHUNK = 100
+# Distinct aggregates; the relay keeps at most one event per aggregate in flight.
+AGGREGATES = 1000
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--rate", type=float, default=200, help="Offered events per second in the steady phase (default: 200).")
+    parser.add_argument("--seconds", type=float, default=20, help="Length of the steady phase in seconds (default: 20).")
+    parser.add_argument("--backlog", type=int, default=5000, help="Events in the backlog burst (default: 5000).")
+    parser.add_argument(
+        "--relay-interval", type=float, default=None,
+        help="Seconds relay_outbox --follow sleeps after an empty pass (default: the command's own default).",
+    )
+    parser.add_argument("--timeout", type=float, default=300, help="Seconds each phase may take to drain (default: 300).")
+    benchlib.add_json_argument(parser)
+    options = parser.parse_args()
+    if options.rate <= 0 or options.seconds <= 0 or options.backlog < 1:
+        parser.error("--rate and --seconds must be positive and --backlog at least 1")
+    server_url = benchlib.server_url_or_exit(parser)
+    benchlib.sigterm_as_exit()
+
+    log_path = Path(tempfile.mkstemp(prefix="bench-latency-", suffix=".log")[1])
+    children = benchlib.Children("latency")
+    try:
+        with benchlib.ThrowawayNats() as nats_server, benchlib.ThrowawayDatabase(server_url, "latency") as database:
+            environment = {
+                **os.environ,
+                "DATABASE_URL": database.url,
+                "EVENT_BUS": "nats",
+                "NATS_URL": nats_server.url,
+                "DJANGO_SETTINGS_MODULE": "bench.latency_settings",
+                "BENCH_LATENCY_LOG": str(log_path),
+                "LOG_LEVEL": "WARNING",
+            }
+            try:
+                benchlib.manage_run(environment, "migrate", "-v0")
+                benchlib.manage_run(environment, "bus", "ensure")
+                children.manage("consumers", environment, "run_consumers", "--module", "probe")
+                relay = ["relay_outbox", "--follow", "--module", "probe"]
+                if options.relay_interval is not None:
+                    relay += ["--interval", str(options.relay_interval)]
+                children.manage("relay", environment, *relay)
+                os.environ.update(environment)
+                import django
+
+                django.setup()
+                from django.utils import timezone
+
+                from billing.tenancy.services import tenant_ensure
+
+                # The consumer dead-letters events of a tenant that does not exist.
+                tenant_ensure(tenant_id="bench", name="Benchmark tenant", now=timezone.now())
+                warm_up(children, log_path, options.timeout)
+                steady = steady_phase(options.rate, options.seconds)
+                steady_latencies = collect(children, log_path, steady, options.timeout)
+                offered = len(steady) / options.seconds
+                backlog = backlog_phase(options.backlog)
+                backlog_latencies = collect(children, log_path, backlog, options.timeout)
+            finally:
+                children.stop_all()
+                if "django.db" in sys.modules:
+                    sys.modules["django.db"].connections.close_all()
+    finally:
+        log_path.unlink(missing_ok=True)
+
+    table = benchlib.Table(
+        "Event latency, service commit to handler commit (probe event, trivial handler)",
+        ["phase", "events", "offered events/s", "p50 ms", "p99 ms", "max ms"],
+    )
+    figures = {"steady_rate_offered": offered}
+    for name, latencies, rate in (("steady", steady_latencies, offered), ("backlog", backlog_latencies, None)):
+        ordered = sorted(latencies)
+        row = {
+            "events": len(ordered),
+            "p50_ms": benchlib.percentile(ordered, 0.50) * 1000,
+            "p99_ms": benchlib.percentile(ordered, 0.99) * 1000,
+            "max_ms": ordered[-1] * 1000,
+        }
+        figures[name] = row
+        label = f"{name} ({options.backlog} at once)" if name == "backlog" else name
+        table.add(label, row["events"], rate if rate is not None else "burst", row["p50_ms"], row["p99_ms"], row["max_ms"])
+    benchlib.write_result(options.json, [table], figures)
+    return 0
+
+
+def append_events(count: int, start: int) -> list[tuple[str, float]]:
+    """Append ``count`` probe events in one transaction; return (event_id, committed time) pairs."""
+    from django.db import transaction
+    from django.utils import timezone
+
+    from eventbus.outbox import NewEvent, outbox_append_many
+    from tests.probe import events
+
+    batch = [
+        NewEvent(events.VALUE_SET, "probe", f"agg-{index % AGGREGATES}", index // AGGREGATES + 1, "bench",
+                 {"value": str(index)})
+        for index in range(start, start + count)
+    ]
+    with transaction.atomic(using="notifications"):
+        envelopes = outbox_append_many(module="probe", events=batch, occurred_at=timezone.now())
+    committed = time.time()
+    return [(str(envelope.event_id), committed) for envelope in envelopes]
+
+
+_sequence = 0
+
+
+def next_events(count: int) -> list[tuple[str, float]]:
+    global _sequence
+    appended = append_events(count, _sequence)
+    _sequence += count
+    return appended
+
+
+def warm_up(children, log_path: Path, timeout: float) -> None:
+    """Send a few events first, so connection set-up and the first pull are not measured."""
+    collect(children, log_path, next_events(10), timeout)
+
+
+def steady_phase(rate: float, seconds: float) -> list[tuple[str, float]]:
+    committed = []
+    started = time.monotonic()
+    total = int(rate * seconds)
+    for number in range(total):
+        delay = started + number / rate - time.monotonic()
+        if delay > 0:
+            time.sleep(delay)
+        committed += next_events(1)
+    return committed
+
+
+def backlog_phase(count: int) -> list[tuple[str, float]]:
+    committed = []
+    for start in range(0, count, BACKLOG_CHUNK):
+        committed += next_events(min(BACKLOG_CHUNK, count - start))
+    return committed
+
+
+def collect(children, log_path: Path, committed: list[tuple[str, float]], timeout: float) -> list[float]:
+    """Wait until the handler recorded every event in ``committed``; return their latencies in seconds."""
+    wanted = dict(committed)
+
+    def applied_times():
+        dead = dead_letter_count()
+        if dead:
+            raise SystemExit(f"the consumer dead-lettered {dead} probe event(s); see {children.logs['consumers']}")
+        times = {}
+        with open(log_path) as log:
+            for line in log:
+                event_id, _, moment = line.strip().partition(" ")
+                if event_id in wanted and moment:
+                    times[event_id] = float(moment)
+        return times if len(times) == len(wanted) else None
+
+    applied = benchlib.wait_until(
+        applied_times, timeout=timeout, what=f"the consumer applying {len(wanted)} events", interval=0.5,
+        children=children,
+    )
+    return [applied[event_id] - moment for event_id, moment in wanted.items()]
+
+
+def dead_letter_count() -> int:
+    from eventbus.registry import get_module
+
+    probe = get_module("probe")
+    return probe.dead_letters.objects.using(probe.alias).count()
+
+
+if __name__ == "__main__":
+    sys.exit(main())
