@@ -18,6 +18,7 @@ import contextlib
 import json
 import logging
 import signal
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import nats.errors
@@ -48,6 +49,8 @@ FETCH_WAIT_SECONDS = 2.0
 # Seconds between checks that an idle durable consumer still exists; a
 # consumer deleted by an operator or lost with a stream is declared again.
 CONSUMER_CHECK_SECONDS = 15.0
+# Seconds between two connection checks (close_old_connections) on one worker thread.
+CONNECTION_CHECK_SECONDS = 1.0
 # Seconds to wait after a transport error before fetching again.
 ERROR_PAUSE_SECONDS = 0.5
 
@@ -216,7 +219,8 @@ class ConsumerRunner:
         async with pool.lend() as executor:
             if self._stopping.is_set():
                 return
-            await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
+            if pool.due_for_connection_check(executor):
+                await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
             for message in lane:
                 if self._stopping.is_set():
                     return
@@ -291,6 +295,20 @@ class WorkerPool:
         self._idle: asyncio.LifoQueue[ThreadPoolExecutor] = asyncio.LifoQueue()
         for executor in reversed(self._executors):
             self._idle.put_nowait(executor)
+        self._checked_at: dict[ThreadPoolExecutor, float] = {}
+
+    def due_for_connection_check(self, executor: ThreadPoolExecutor) -> bool:
+        """Return True at most once per CONNECTION_CHECK_SECONDS for each thread.
+
+        close_old_connections() drops a connection past its CONN_MAX_AGE and
+        makes the next query run a health check first; once a second per thread
+        is enough, where once per lane would cost a round trip per message.
+        """
+        now = time.monotonic()
+        if now - self._checked_at.get(executor, float("-inf")) < CONNECTION_CHECK_SECONDS:
+            return False
+        self._checked_at[executor] = now
+        return True
 
     @contextlib.asynccontextmanager
     async def lend(self):
