@@ -4,7 +4,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from ar.events import (
     INVOICE_FINALIZED,
@@ -321,3 +322,19 @@ class TestPaymentFailed:
         invoice.refresh_from_db()
         assert invoice.status == InvoiceStatus.PAID
         assert row_counts() == counts
+
+
+class TestQueryCount:
+    def queries_for_next_invoice(self, customer) -> int:
+        with CaptureQueriesContext(connections["ar"]) as queries:
+            _, result = request_invoice(customer)
+        assert result.disposition is Disposition.ACK
+        return len(queries)
+
+    def test_history_adds_no_queries(self):
+        newcomer = CustomerFactory()
+        regular = CustomerFactory()
+        for _ in range(10):
+            request_invoice(regular)
+
+        assert self.queries_for_next_invoice(regular) == self.queries_for_next_invoice(newcomer)

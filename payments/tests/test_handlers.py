@@ -1,4 +1,6 @@
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from eventbus.consumer import Disposition
 from payments.models import DeadLetter, Payment, ProcessedEvent
@@ -142,3 +144,20 @@ class TestCollectPayment:
         assert Payment.objects.using("payments").get().status == "pending"
         assert attempt_count() == 0
 
+
+
+class TestQueryCount:
+    def queries_to_collect(self, request) -> int:
+        with CaptureQueriesContext(connections["payments"]) as queries:
+            result = deliver_to_payments(collection_envelope(request))
+        assert result.disposition == Disposition.ACK
+        return len(queries)
+
+    def test_history_adds_no_queries(self, payments_settings):
+        newcomer = request_with_token()
+        regular = request_with_token()
+        for _ in range(10):
+            deliver_to_payments(collection_envelope(CollectionRequestFactory(customer_id=regular.customer_id)))
+
+        next_request = CollectionRequestFactory(customer_id=regular.customer_id)
+        assert self.queries_to_collect(next_request) == self.queries_to_collect(newcomer)

@@ -7,6 +7,7 @@ from datetime import timedelta
 
 import pytest
 from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from eventbus.backends import EventBus, OutgoingMessage, PublishOutcome
@@ -249,3 +250,16 @@ class TestDeletedStream:
         assert retried.published == 1
         assert [document["payload"]["value"] for document in stream_envelopes(os.environ["NATS_URL"], "PROBE_EVENTS")] == ["after"]
         assert consumer_info(os.environ["NATS_URL"], "PROBE_EVENTS", "probe").num_pending == 1
+
+
+class TestQueryCount:
+    def queries_to_relay(self, bus, events: int) -> int:
+        for number in range(events):
+            publish_probe(f"value {number}", aggregate_id=f"count-{events}-{number}")
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            assert relay_outbox(module="probe", bus=bus).published == events
+        return len(queries)
+
+    def test_one_wave_costs_the_same_queries_for_5_and_50_rows(self, nats_bus):
+        # Claim, one UPDATE per wave and the advisory lock: nothing per row.
+        assert self.queries_to_relay(nats_bus, 50) == self.queries_to_relay(nats_bus, 5)

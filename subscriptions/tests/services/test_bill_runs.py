@@ -4,6 +4,7 @@ from datetime import date
 
 import pytest
 from django.db import IntegrityError, connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from subscriptions.errors import InvalidBillRun, InvalidTimestamp, UnknownTenant
 from subscriptions.models import (
@@ -601,3 +602,24 @@ class TestConcurrentRuns:
             ]
         assert len(outbox_payloads(INVOICE_REQUESTED)) == 400
         assert {reload(subscription).version for subscription in subscriptions} == {3}
+
+
+class TestQueryCount:
+    """A bill run's queries grow with its batches, never with the subscriptions in a batch."""
+
+    def queries_to_bill(self, subscriptions: int, as_of: date) -> int:
+        plan = PlanFactory(code=f"plan-{subscriptions}")
+        for _ in range(subscriptions):
+            SubscriptionFactory(plan=plan, start_date=as_of)
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            summary = bill(as_of)
+        assert summary.periods_billed == subscriptions
+        return len(queries)
+
+    def test_same_queries_for_3_and_30_subscriptions(self):
+        few = self.queries_to_bill(3, date(2026, 3, 1))
+        Subscription.objects.using(ALIAS).update(status=SubscriptionStatus.CANCELED)
+
+        many = self.queries_to_bill(30, date(2026, 4, 1))
+
+        assert many == few
