@@ -12,7 +12,12 @@ from eventbus.registry import get_module
 from tests.eventbus.conftest import consumer_info, run_nats
 
 pytestmark = pytest.mark.django_db(databases="__all__")
-PROBE_SUBJECTS = ["probe.events.probe.flaky.happened", "probe.events.probe.slow.happened", "probe.events.probe.value.set"]
+PROBE_SUBJECTS = [
+    "probe.events.probe.flaky.happened",
+    "probe.events.probe.rendezvous.happened",
+    "probe.events.probe.slow.happened",
+    "probe.events.probe.value.set",
+]
 
 
 def nats_url() -> str:
