@@ -62,7 +62,7 @@ BUS_ENVIRONMENT = {
     "EVENTBUS_BACKOFF_SECONDS": "1,2,5,10",
     "EVENTBUS_MAX_DELIVER": "5",
 }
-# The consumer's log line for a failed delivery; group 1 is the exception class.
+# The consumer's log line for a failed delivery. Group 1 is the exception class.
 HANDLER_ERROR = re.compile(r"Handler failed on delivery \d+ of \d+.*?: (\w+)\(")
 # Seconds between two runs of the payment retry sweep during the soak.
 RETRY_SWEEP_SECONDS = 2.0
@@ -277,7 +277,7 @@ def _first_simulated_month(*, months: int, today: date) -> date:
     """Return the first day of the month that lies ``months + 1`` months before this one.
 
     Every simulated moment then lies in the past, so the invariant check,
-    which uses the real clock, sees nothing as in flight.
+    which uses the real clock, counts nothing as in flight.
     """
     return today.replace(day=1) - relativedelta(months=months + 1)
 
@@ -333,8 +333,9 @@ def _settle(simulated_end: datetime, fleet: "Fleet", *, timeout: float) -> tuple
         while time.monotonic() < deadline:
             fleet.revive_exited()
             _with_reconnect(lambda: payments_retry_due(as_of=simulated_end))
-            # NOTE: a pending email newer than 30 s is left to the consumer that
-            # is sending it, as the Celery sweep does with its default lease.
+            # An email whose send started less than 30 s ago is left to the
+            # consumer sending it. One never attempted is due at once, because
+            # its created_at is the event's simulated time.
             _with_reconnect(lambda: notifications_send_pending(now=timezone.now(), older_than_seconds=30))
             status = _with_reconnect(billing_status)
             consumers_idle = all(
@@ -381,10 +382,10 @@ def _flow_counts() -> dict:
 
 
 def _with_reconnect(work):
-    """Run ``work``; after a lost database connection, close the connections and run it once more.
+    """Run ``work``, and after a database error close the connections and run it once more.
 
-    Only the processes' connections are cut, but a cut can also come from a
-    server restart, and every step the driver repeats is idempotent.
+    The faults never target the driver's connections, so a second error is
+    real and propagates. Every step the driver repeats is idempotent.
     """
     from django.db import DatabaseError, connections
 
@@ -403,7 +404,7 @@ class FaultInjector:
     """Inject faults in a background thread at intervals drawn from ``generator``.
 
     The first faults cover every kind once in a drawn order, so even a short
-    soak injects each kind; later kinds are drawn at random.
+    soak injects each kind. Later kinds are drawn at random.
     """
 
     def __init__(self, generator: random.Random, *, fleet, nats, server_url: str, databases: list[str], mean_interval: float):
@@ -443,8 +444,8 @@ class FaultInjector:
         return self.generator.uniform(0.5, 1.5) * self.mean_interval
 
     def _inject_nats_restart(self) -> None:
-        # SIGKILL as often as SIGTERM: with sync_interval always an
-        # acknowledged publish is on disk either way.
+        # Half the restarts use SIGKILL. With sync_interval always, an
+        # acknowledged publish is on disk before its PubAck, so none is lost.
         hard = self.generator.random() < 0.5
         down = self.generator.uniform(*NATS_DOWN_SECONDS)
         self.nats.stop(hard=hard)

@@ -1,7 +1,7 @@
 """A short chaos soak with a fixed seed: faults of every kind, then zero invariant violations.
 
-`make chaos` runs the same script for about ten minutes; this run keeps to
-about 60-90 s so that it fits in `make test`.
+`make chaos` runs the same script for about ten minutes. This run takes
+about 60-90 s, so that it fits in `make test`.
 """
 
 import json
