@@ -57,7 +57,17 @@ class TestRelayOutboxCommand:
         with pytest.raises(CommandError) as raised:
             run("relay_outbox", "--follow", "--interval", "0")
 
-        assert str(raised.value) == "--interval 0.0 must be a positive number of seconds"
+        assert str(raised.value) == "--interval 0.0 must be a finite number of seconds above 0"
+
+    @pytest.mark.parametrize("value", ["nan", "inf", "-1"])
+    def test_interval_that_is_no_duration_is_rejected(self, nats_bus, value):
+        publish_probe("stays pending")
+
+        with pytest.raises(CommandError) as raised:
+            run("relay_outbox", "--follow", "--interval", value)
+
+        assert str(raised.value) == f"--interval {float(value)} must be a finite number of seconds above 0"
+        assert OutboxEvent.objects.using(ALIAS).get().state == OutboxState.PENDING
 
     def test_unreachable_bus_leaves_rows_pending(self, settings):
         url = f"nats://127.0.0.1:{free_port()}"
@@ -212,6 +222,22 @@ class TestDeadLettersCommand:
 
         assert str(raised.value) == (
             "dead letter 999999 does not exist in module 'probe'; list them with manage.py "
+            "dead_letters list --module probe"
+        )
+
+    @pytest.mark.parametrize("action", ["list", "replay"])
+    def test_unknown_module_is_named(self, bus, action):
+        with pytest.raises(CommandError) as raised:
+            run("dead_letters", action, "--module", "nope", "--id", "1")
+
+        assert str(raised.value) == f"unknown bus module 'nope'; registered modules: {registered_modules()}"
+
+    def test_negative_id_is_not_found(self, bus):
+        with pytest.raises(CommandError) as raised:
+            run("dead_letters", "discard", "--module", "probe", "--id", "-3", "--yes")
+
+        assert str(raised.value) == (
+            "dead letter -3 does not exist in module 'probe'; list them with manage.py "
             "dead_letters list --module probe"
         )
 

@@ -79,3 +79,13 @@ class TestCheckInvariantsCommand:
             call_command("check_invariants", "--stale-after", "-1", stdout=StringIO())
 
         assert str(error.value) == "--stale-after must be 0 or more seconds, not -1.0"
+
+    @pytest.mark.parametrize("value", ["nan", "inf", "1e20"])
+    def test_stale_after_that_is_no_duration_rejected(self, value):
+        with pytest.raises(CommandError) as error:
+            call_command("check_invariants", "--stale-after", value, stdout=StringIO())
+
+        assert str(error.value) == (
+            f"--stale-after {float(value)} is not a number of seconds up to 31536000 (a year); "
+            "pass a smaller number"
+        )

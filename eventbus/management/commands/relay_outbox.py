@@ -1,3 +1,4 @@
+import math
 import signal
 import time
 from datetime import datetime, timedelta
@@ -63,8 +64,8 @@ class Command(BaseCommand):
             ]
         except EventBusError as error:
             raise CommandError(str(error)) from error
-        if options["interval"] <= 0:
-            raise CommandError(f"--interval {options['interval']} must be a positive number of seconds")
+        if not math.isfinite(options["interval"]) or options["interval"] <= 0:
+            raise CommandError(f"--interval {options['interval']} must be a finite number of seconds above 0")
         if options["yes"] and options["republish_since"] is None:
             raise CommandError("--yes applies only to --republish-since TIME")
 

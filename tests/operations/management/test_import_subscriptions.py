@@ -300,6 +300,12 @@ class TestRejectedFile:
         )
         assert_nothing_written()
 
+    def test_missing_file(self, tmp_path):
+        path = tmp_path / "absent.csv"
+
+        assert import_error(path) == f"file {str(path)!r} does not exist; check the path; nothing was imported"
+        assert_nothing_written()
+
     def test_utf16_file(self, tmp_path):
         text = "\n".join([DEFAULT_HEADER, default_row("C-1")]) + "\n"
         path = write_text(tmp_path, "utf16.csv", text, encoding="utf-16")

@@ -7,6 +7,9 @@ from django.utils import timezone
 from billing.invariants import DEFAULT_STALE_AFTER, invariants_check
 from billing.tenancy.selectors import tenant_exists
 
+# A year; work in flight for longer is stuck, whatever the operator expects.
+MAX_STALE_AFTER_SECONDS = 365 * 24 * 3600
+
 
 class Command(BaseCommand):
     help = "Check the billing invariants across every module without writing, and exit 1 when one fails."
@@ -29,6 +32,12 @@ class Command(BaseCommand):
             raise CommandError(f"tenant {tenant_id!r} does not exist; check the id, or leave out --tenant")
         if options["stale_after"] < 0:
             raise CommandError(f"--stale-after must be 0 or more seconds, not {options['stale_after']}")
+        # timedelta() raises on nan and past 999999999 days (about 8.6 * 10**13 seconds).
+        if not options["stale_after"] <= MAX_STALE_AFTER_SECONDS:
+            raise CommandError(
+                f"--stale-after {options['stale_after']} is not a number of seconds up to "
+                f"{MAX_STALE_AFTER_SECONDS} (a year); pass a smaller number"
+            )
 
         report = invariants_check(
             tenant_id=tenant_id,
