@@ -289,6 +289,15 @@ class TestRunConsumersCommand:
 
         assert str(raised.value) == f"unknown bus module 'nope'; registered modules: {registered_modules()}"
 
+    @pytest.mark.parametrize("port", ["-1", "70000"])
+    def test_port_out_of_range_is_rejected(self, settings, port):
+        settings.EVENTBUS = {**settings.EVENTBUS, "BACKEND": "nats"}
+
+        with pytest.raises(CommandError) as raised:
+            run("run_consumers", "--module", "probe", "--metrics-port", port)
+
+        assert str(raised.value) == f"--metrics-port {port} is not a TCP port; use 1 to 65535"
+
 
 class TestRunConsumersMisconfigured:
     pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")

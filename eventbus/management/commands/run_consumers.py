@@ -6,6 +6,8 @@ from eventbus.metrics import serve_metrics
 from eventbus.registry import all_modules, get_module
 from eventbus.runner import run_consumers_until_signalled
 
+MAX_PORT = 65535
+
 
 class Command(BaseCommand):
     help = "Consume events from JetStream for the given modules until SIGTERM or SIGINT."
@@ -37,6 +39,8 @@ class Command(BaseCommand):
         except EventBusError as error:
             raise CommandError(str(error)) from error
 
+        if options["metrics_port"] is not None and not 1 <= options["metrics_port"] <= MAX_PORT:
+            raise CommandError(f"--metrics-port {options['metrics_port']} is not a TCP port; use 1 to {MAX_PORT}")
         if options["metrics_port"] is not None:
             try:
                 serve_metrics(host=options["metrics_host"], port=options["metrics_port"])
