@@ -75,6 +75,10 @@ PROCESS_DOWN_SECONDS = (0.5, 3.0)
 NATS_DOWN_SECONDS = (2.0, 6.0)
 # Seconds a database cut looks for connections of the processes to terminate.
 DB_CUT_SEARCH_SECONDS = 5.0
+# Database connections a consumer or relay process may hold at once: one per
+# alias and worker thread. Runs with two of each cut about 50 connections at a
+# time (an observation on a 2-core machine, not a bound).
+CONNECTIONS_PER_PROCESS = 15
 # Seconds a started process or server has to come up.
 START_TIMEOUT_SECONDS = 30
 
@@ -95,6 +99,7 @@ def main() -> int:
     nats = NatsProcess(nats_binary, workdir / "nats")
     fleet = Fleet(workdir)
     summary: dict = {"seed": args.seed, "run_id": run_id, "logs": str(workdir)}
+    _warn_if_few_connections(server_url, processes=args.consumers + args.relays)
     try:
         for database in databases.values():
             _admin(server_url, f'CREATE DATABASE "{database}"')
@@ -648,6 +653,22 @@ def _manage(environment: dict, *arguments: str) -> str:
 def _admin(server_url: str, statement: str) -> None:
     with psycopg.connect(_libpq_url(server_url), autocommit=True) as connection:
         connection.execute(statement)
+
+
+def _warn_if_few_connections(server_url: str, *, processes: int) -> None:
+    """Warn when the PostgreSQL server has fewer free connection slots than the soak may open."""
+    needed = processes * CONNECTIONS_PER_PROCESS + len(MODULE_ALIASES)
+    with psycopg.connect(_libpq_url(server_url), autocommit=True) as connection:
+        (free,) = connection.execute(
+            "SELECT current_setting('max_connections')::int - count(*) FROM pg_stat_activity"
+        ).fetchone()
+    if free < needed:
+        print(
+            f"chaos: warning: the PostgreSQL server has {free} free connection slots and the soak may "
+            f"open about {needed}; a refused connection ends the soak. Raise max_connections, stop "
+            "other clients, or point DATABASE_URL at a server of its own",
+            file=sys.stderr,
+        )
 
 
 def _libpq_url(url: str) -> str:
