@@ -142,8 +142,11 @@ def consumer_config(module: BusModule, producer: str, config: BusSettings) -> Co
     # limit silently drops a message whose last delivery ended in a consumer
     # crash. The runner dead-letters once EVENTBUS_MAX_DELIVER is reached
     # instead, so every message ends applied or in a dead-letter table.
-    # The backoff below spaces redeliveries after a crash or a lost ack.
-    redelivery_backoff = [config.ack_wait_seconds * 2**step for step in range(4)]
+    # NOTE: no server-side BackOff either. nats-server (2.14, 2.15) measures
+    # a delayed nak against the BackOff entry of the delivery instead of the
+    # ack wait, so with a BackOff the runner's EVENTBUS_BACKOFF_SECONDS
+    # delays came back a whole BackOff step late from the second redelivery
+    # on. A crash or a lost ack is redelivered after the ack wait each time.
     return ConsumerConfig(
         name=module.consumer_name,
         durable_name=module.consumer_name,
@@ -151,7 +154,6 @@ def consumer_config(module: BusModule, producer: str, config: BusSettings) -> Co
         ack_policy=AckPolicy.EXPLICIT,
         ack_wait=config.ack_wait_seconds,
         max_deliver=-1,
-        backoff=redelivery_backoff,
         filter_subjects=module.filter_subjects(producer),
         max_ack_pending=1000,
     )

@@ -46,8 +46,7 @@ class TestConsumerDrift:
         call_command("bus", "ensure", stdout=output)
 
         assert output.getvalue().splitlines() == [
-            "updated consumer probe on PROBE_EVENTS: ack_wait 99.0 -> 3.0; backoff None -> "
-            "[3.0, 6.0, 12.0, 24.0]; filter_subjects "
+            "updated consumer probe on PROBE_EVENTS: ack_wait 99.0 -> 3.0; filter_subjects "
             "['probe.events.probe.value.set'] -> " + str(PROBE_SUBJECTS),
             "nats bus: 1 change(s); streams and consumers match the code",
         ]
