@@ -43,7 +43,7 @@ class PostgresServer:
     def start(self) -> None:
         log = open(self.workdir / "server.log", "a")
         self.process = postgres_spawn(self.bindir, self.datadir, self.port, self.run_as, log)
-        wait_for(self.answers, timeout=SERVER_TIMEOUT_SECONDS, message=f"PostgreSQL on port {self.port}")
+        wait_for(self.accepts_connections, timeout=SERVER_TIMEOUT_SECONDS, message=f"PostgreSQL on port {self.port}")
 
     def stop(self) -> None:
         """Shut the server down in fast mode, which ends every session, as a restart does."""
@@ -60,7 +60,7 @@ class PostgresServer:
         self.process = None
         shutil.rmtree(self.workdir, ignore_errors=True)
 
-    def answers(self) -> bool:
+    def accepts_connections(self) -> bool:
         try:
             with psycopg.connect(self.libpq_url(), connect_timeout=2) as connection:
                 connection.execute("SELECT 1")

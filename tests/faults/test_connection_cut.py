@@ -2,7 +2,7 @@
 
 A ``run_consumers`` process applies three slow events of different
 aggregates at once, each on its own worker thread and connection, and each
-handler holds its transaction open after writing the inbox row.
+handler keeps its transaction open after writing the inbox row.
 ``pg_terminate_backend`` cuts one of those connections. That transaction
 rolls back with the connection, inbox row included, while the other two
 commit. The cut event must be redelivered and applied exactly once, and the

@@ -1,4 +1,4 @@
-"""The gateway answers slowly while two ``run_consumers`` processes share the payments durable.
+"""The gateway responds slowly while two ``run_consumers`` processes share the payments durable.
 
 Both tests bill one invoice whose payment method has the simulated gateway's
 ``tok_slow`` token, so the charge takes several times the ack wait. The
@@ -21,6 +21,7 @@ import pytest
 from django.db import connections
 
 from billing.invariants import invariants_check
+from eventbus.backends import get_bus, reset_bus
 from eventbus.relay import relay_follow
 from tests.e2e.test_lost_event_scenario import AS_OF, NOW, create_customer_with_subscription
 from tests.eventbus.conftest import consumer_info, consumers_running
@@ -32,7 +33,7 @@ pytestmark = [pytest.mark.faults, pytest.mark.django_db(transaction=True, databa
 # Seconds JetStream waits for an ack before it redelivers; short, so the
 # stalled charge outlasts it several times.
 ACK_WAIT_SECONDS = 2.0
-# Seconds the simulated gateway takes to answer for tok_slow.
+# Seconds the simulated gateway takes to respond for tok_slow.
 GATEWAY_SECONDS = 8.0
 # Seconds the flow may take from the bill run to the paid invoice.
 FLOW_SECONDS = 60
@@ -41,8 +42,7 @@ IN_PROCESS_MODULES = ("subscriptions", "ar", "notifications")
 
 @pytest.fixture
 def slow_bus(settings, server_bus):
-    from eventbus.backends import get_bus, reset_bus
-
+    """The throwaway server's bus with an ack wait short enough for a stalled charge to outlast it."""
     settings.EVENTBUS = {**settings.EVENTBUS, "ACK_WAIT_SECONDS": ACK_WAIT_SECONDS}
     reset_bus()
     return get_bus()
