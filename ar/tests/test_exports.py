@@ -4,9 +4,12 @@ import io
 from decimal import Decimal
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
-from ar.exports import INVOICE_EXPORT_COLUMNS, invoice_export_cells
+from ar.exports import INVOICE_EXPORT_COLUMNS, invoice_export_cells, invoice_export_csv
 from ar.selectors import InvoiceExportRow
+from ar.tests.factories import InvoiceFactory, InvoiceLineFactory
 from billing.csv_cells import neutralise_formula
 
 ROW = InvoiceExportRow(
@@ -76,3 +79,25 @@ class TestInvoiceExportCells:
         assert len(cells) == len(INVOICE_EXPORT_COLUMNS)
         assert cells[INVOICE_EXPORT_COLUMNS.index("total")] == Decimal("29.85")
         assert cells[INVOICE_EXPORT_COLUMNS.index("issued_on")] == ""
+
+
+@pytest.mark.django_db(databases="__all__")
+class TestInvoiceExportCsv:
+    def test_reads_invoices_chunk_by_chunk(self, monkeypatch):
+        monkeypatch.setattr("ar.selectors.EXPORT_CHUNK_SIZE", 2)
+        for _ in range(5):
+            InvoiceLineFactory(invoice=InvoiceFactory())
+        lines = invoice_export_csv(tenant_id="acme")
+
+        with CaptureQueriesContext(connections["ar"]) as first_row:
+            header = next(lines)
+            first = next(lines)
+        with CaptureQueriesContext(connections["ar"]) as remaining_rows:
+            rest = list(lines)
+
+        assert header.startswith('"invoice_id",')
+        assert first.endswith('"Pro plan"\r\n')
+        assert len(rest) == 4
+        # The cursor's first chunk and its lines; then the lines of two more chunks.
+        assert len(first_row.captured_queries) == 2
+        assert len(remaining_rows.captured_queries) == 2
