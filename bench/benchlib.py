@@ -20,6 +20,8 @@ from urllib.parse import urlparse, urlunparse
 ROOT = Path(__file__).resolve().parent.parent
 # Seconds a child process gets to stop after SIGTERM before it is killed.
 STOP_GRACE_SECONDS = 30
+# Tries to drop a throwaway database, 1 + 2 + 4 + 8 + 16 s apart, before giving up.
+DROP_ATTEMPTS = 6
 
 
 def server_url_or_exit(parser) -> str:
@@ -57,10 +59,22 @@ class ThrowawayDatabase:
         self.drop()
 
     def drop(self) -> None:
+        """Drop the database, retrying while the server is busy (for example out of connections)."""
+        import psycopg
+
         if self._dropped:
             return
         self._dropped = True
-        _admin(self.server_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+        for attempt in range(DROP_ATTEMPTS):
+            try:
+                _admin(self.server_url, f'DROP DATABASE IF EXISTS "{self.name}" WITH (FORCE)')
+                return
+            except psycopg.OperationalError as error:
+                if attempt == DROP_ATTEMPTS - 1:
+                    print(f"could not drop database {self.name}: {error}; drop it by hand with "
+                          f'DROP DATABASE "{self.name}" WITH (FORCE)', file=sys.stderr)
+                    return
+                time.sleep(2 ** attempt)
 
 
 def _admin(server_url: str, statement: str) -> None:

@@ -1,11 +1,11 @@
 #!/usr/bin/env python
 """Run a bill run of N subscriptions until the flow settles, and time it.
 
-Default (PostgreSQL and NATS JetStream): a throwaway database on the server
-of DATABASE_URL and a throwaway nats-server; `run_consumers` and
-`relay_outbox --follow` processes start first, then `bill_run` runs as its own
-process, timed from its start. This process watches the flow once per
---poll seconds and reports:
+By default the run uses PostgreSQL and NATS JetStream: a throwaway database
+on the server of DATABASE_URL and a throwaway nats-server. The
+`run_consumers` and `relay_outbox --follow` processes start first. Then
+`bill_run` runs as its own process, and the clock starts with it. This
+process looks at the flow once per --poll seconds and reports:
 
 - invoices created: seconds until AR holds one invoice per subscription;
 - settled: seconds until the bill run process exited, every outbox is
@@ -124,6 +124,8 @@ def watch_until_settled(children, count: int, started: float, options) -> dict:
 
     invoices_at = bill_run_exit_at = None
     candidate = None
+    # One row per look: seconds, invoices, payments settled, emails, outbox pending, stream messages waiting.
+    progress: list[list] = []
     last_status = None
     long_running = [name for name in children.processes if name != "bill_run"]
     while True:
@@ -143,7 +145,11 @@ def watch_until_settled(children, count: int, started: float, options) -> dict:
         payments = status["payments"]
         collected = payments.get("succeeded", 0) + payments.get("retry_scheduled", 0)
         drained = not any(status["outbox_pending"].values())
-        idle = drained and bill_run_exit_at is not None and collected >= count and consumers_idle(get_bus())
+        consumer_rows = [row for row in get_bus().status() if "consumer" in row]
+        waiting = sum(row.get("pending", 0) + row.get("ack_pending", 0) for row in consumer_rows)
+        progress.append([now, invoices, collected, status["emails_sent"], sum(status["outbox_pending"].values()),
+                         waiting])
+        idle = drained and bill_run_exit_at is not None and collected >= count and waiting == 0
         if idle:
             fingerprint = (inbox_total(), status["emails_sent"])
             if candidate is not None and candidate[1] == fingerprint:
@@ -154,20 +160,13 @@ def watch_until_settled(children, count: int, started: float, options) -> dict:
                     "emails_sent": status["emails_sent"],
                     "payments": payments,
                     "dead_letters": sum(status["dead_letters"].values()),
+                    "progress": progress[:: max(1, len(progress) // 12)] + [progress[-1]],
                 }
             candidate = (now, fingerprint)
         else:
             candidate = None
         if now > options.timeout:
             raise SystemExit(f"the flow did not settle within {options.timeout:.0f} s; last status: {last_status}")
-
-
-def consumers_idle(bus) -> bool:
-    return all(
-        row.get("pending", 0) == 0 and row.get("ack_pending", 0) == 0
-        for row in bus.status()
-        if "consumer" in row
-    )
 
 
 def inbox_total() -> int:
@@ -301,7 +300,16 @@ def report(figures: dict, options, setup: str) -> None:
         events.add(module, counts["outbox"], counts["mean_body_bytes"], counts["inbox"])
     events.add("total", sum(c["outbox"] for c in figures["events"].values()), "",
                sum(c["inbox"] for c in figures["events"].values()))
-    benchlib.write_result(options.json, [table, events], figures)
+    tables = [table, events]
+    if figures.get("progress"):
+        progress = benchlib.Table(
+            f"Progress of the bill run of {count} subscriptions, {setup}",
+            ["seconds", "invoices", "payments settled", "emails sent", "outbox pending", "stream messages waiting"],
+        )
+        for row in figures["progress"]:
+            progress.add(*row)
+        tables.append(progress)
+    benchlib.write_result(options.json, tables, figures)
 
 
 if __name__ == "__main__":

@@ -21,7 +21,7 @@ Latency is applied minus committed, for every event. Two phases:
 - steady: one event per transaction at --rate events per second for
   --seconds seconds;
 - backlog: --backlog events appended as fast as this process can, 100 per
-  transaction, so they arrive faster than the consumer applies them; each
+  transaction, so they arrive faster than the consumer applies them. Each
   event's latency includes its wait behind the others.
 
     .venv/bin/python scripts/testenv.py -- .venv/bin/python bench/latency.py --rate 300

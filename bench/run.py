@@ -69,11 +69,17 @@ def main() -> int:
         for process in running:
             if process.poll() is None:
                 process.send_signal(signal.SIGTERM)
+        for process in running:
+            try:
+                process.wait(timeout=benchlib.STOP_GRACE_SECONDS * 2)
+            except subprocess.TimeoutExpired:
+                process.kill()
         raise SystemExit(128 + signum)
 
     signal.signal(signal.SIGTERM, stop_running)
     signal.signal(signal.SIGINT, stop_running)
     timings = {}
+    failures: list[str] = []
 
     def step(name: str, script: str, *arguments: str) -> None:
         if name not in steps:
@@ -90,7 +96,10 @@ def main() -> int:
         timings[name] = time.monotonic() - began
         try:
             if code != 0:
-                raise SystemExit(f"bench/{script} failed with exit code {code}; nothing was recorded")
+                # Later steps still run, so one failure does not hide the other figures.
+                failures.append(f"bench/{script} failed with exit code {code}")
+                print(f"== {name} failed with exit code {code}; continuing with the next step", flush=True)
+                return
             results[name] = json.loads(output.read_text())
         finally:
             output.unlink(missing_ok=True)
@@ -112,6 +121,9 @@ def main() -> int:
     summary = summarize(results)
     print(summary.text(), flush=True)
     seconds = (datetime.now(UTC) - started_at).total_seconds()
+    if failures:
+        print(f"\nNothing was recorded because {len(failures)} step(s) failed: {'; '.join(failures)}", file=sys.stderr)
+        return 1
     if not options.no_record:
         append_record(started_at, seconds, machine, options, summary, results, timings)
         print(f"\nAppended the record to {RECORD_PATH}", flush=True)
@@ -161,8 +173,8 @@ def summarize(results: dict) -> benchlib.Table:
 def raw_seconds(events: dict, limits: dict) -> float | None:
     """Return the seconds the raw limits allow for a run's events, done one after another.
 
-    Every published event costs one outbox insert in its own transaction plus
-    one pass through the relay limit; every applied event costs one pass
+    Every published event costs one outbox insert in its own transaction and
+    one pass through the relay limit. Every applied event costs one pass
     through the consumer limit.
     """
     needed = ("outbox_insert_per_transaction", "relay_limit", "consumer_limit")
