@@ -142,7 +142,7 @@ def consumer_config(module: BusModule, producer: str, config: BusSettings) -> Co
     # limit silently drops a message whose last delivery ended in a consumer
     # crash. The runner dead-letters once EVENTBUS_MAX_DELIVER is reached
     # instead, so every message ends applied or in a dead-letter table.
-    # NOTE: no server-side BackOff either. nats-server (2.14, 2.15) measures
+    # NOTE: no server-side BackOff either. nats-server (2.15.1) measures
     # a delayed nak against the BackOff entry of the delivery instead of the
     # ack wait, so with a BackOff the runner's EVENTBUS_BACKOFF_SECONDS
     # delays came back a whole BackOff step late from the second redelivery

