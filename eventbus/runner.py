@@ -17,6 +17,7 @@ import asyncio
 import contextlib
 import json
 import logging
+import queue
 import signal
 import time
 from concurrent.futures import ThreadPoolExecutor
@@ -197,35 +198,75 @@ class ConsumerRunner:
 
         The messages of a fetch wait their turn, so the progress acks cover the
         waiting ones too: otherwise a batch that takes longer than the ack wait
-        in total would see its last messages redelivered elsewhere.
+        in total would see its last messages redelivered elsewhere. Each worker
+        thread takes lanes until none is left, in one executor call, and the
+        acks go out once the batch is done: one hop between the event loop and
+        a thread per worker rather than per message.
         """
         unsettled = list(messages)
         keeper = asyncio.create_task(self._keep_in_progress(unsettled))
+        lanes: queue.SimpleQueue[list[Msg]] = queue.SimpleQueue()
+        lane_count = 0
+        for lane in _lanes(messages):
+            lanes.put(lane)
+            lane_count += 1
+        outcomes: list[tuple[Msg, DeliveryResult]] = []
         try:
             await asyncio.gather(
-                *(self._handle_lane(pool, module, lane, unsettled) for lane in _lanes(messages))
+                *(self._run_worker(pool, module, lanes, outcomes) for _ in range(min(pool.size, lane_count)))
             )
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await keeper
+            settled = {id(message) for message, _ in outcomes}
+            unsettled[:] = [message for message in unsettled if id(message) not in settled]
+            for message, result in outcomes:
+                await self._settle(message, result)
+            self.processed += len(outcomes)
         if unsettled:
             # Hand unstarted messages back for another process now rather than
             # after the ack wait.
             await asyncio.gather(*(self._settle(message, HAND_BACK) for message in unsettled))
 
-    async def _handle_lane(self, pool: "WorkerPool", module: BusModule, lane: list[Msg], unsettled: list[Msg]) -> None:
-        """Apply one aggregate's messages in order on one worker thread; stop early on ``stop()``."""
+    async def _run_worker(self, pool: "WorkerPool", module: BusModule, lanes, outcomes: list) -> None:
         async with pool.lend() as executor:
-            if self._stopping.is_set():
+            check_connections = pool.due_for_connection_check(executor)
+            await asyncio.get_running_loop().run_in_executor(
+                executor, self._apply_lanes, module, lanes, outcomes, check_connections
+            )
+
+    def _apply_lanes(self, module: BusModule, lanes, outcomes: list, check_connections: bool) -> None:
+        """Apply lanes from ``lanes`` until it is empty or ``stop()`` is called; runs on a worker thread.
+
+        Each lane is one aggregate's messages, applied in stream order.
+        ``outcomes`` receives (message, result) for every message applied.
+        """
+        if check_connections:
+            close_old_connections()
+        while not self._stopping.is_set():
+            try:
+                lane = lanes.get_nowait()
+            except queue.Empty:
                 return
-            if pool.due_for_connection_check(executor):
-                await asyncio.get_running_loop().run_in_executor(executor, close_old_connections)
             for message in lane:
                 if self._stopping.is_set():
                     return
-                await self._handle(executor, module, message)
-                unsettled.remove(message)
+                outcomes.append((message, self._deliver(module, message)))
+
+    def _deliver(self, module: BusModule, message: Msg) -> DeliveryResult:
+        delivery = message.metadata.num_delivered
+        try:
+            return deliver(module=module, subject=message.subject, body=message.data, delivery=delivery)
+        except Exception:
+            # deliver() itself failed, for example the database is down while
+            # it writes a dead letter: let the message come back later.
+            logger.exception(
+                "Delivery failed before an outcome was recorded",
+                extra={"bus_module": module.name, **_event_ids(message)},
+            )
+            close_old_connections()
+            return DeliveryResult(Disposition.RETRY, delay=self._config.redelivery_delay(delivery))
 
     async def _keep_in_progress(self, unsettled: list[Msg]) -> None:
         """Send a progress ack for every message in ``unsettled`` each third of the ack wait."""
@@ -241,26 +282,6 @@ class ConsumerRunner:
                     last_error = error
             if failures:
                 logger.warning("Progress ack failed for %s message(s): %r", failures, last_error)
-
-    async def _handle(self, executor, module: BusModule, message: Msg) -> None:
-        delivery = message.metadata.num_delivered
-        loop = asyncio.get_running_loop()
-        try:
-            result = await loop.run_in_executor(
-                executor,
-                lambda: deliver(module=module, subject=message.subject, body=message.data, delivery=delivery),
-            )
-        except Exception:
-            # deliver() itself failed, for example the database is down while
-            # it writes a dead letter: let the message come back later.
-            logger.exception(
-                "Delivery failed before an outcome was recorded",
-                extra={"bus_module": module.name, **_event_ids(message)},
-            )
-            await loop.run_in_executor(executor, close_old_connections)
-            result = DeliveryResult(Disposition.RETRY, delay=self._config.redelivery_delay(delivery))
-        await self._settle(message, result)
-        self.processed += 1
 
     async def _settle(self, message: Msg, result: DeliveryResult) -> None:
         # A lost ack is harmless: the message comes back and the inbox skips it.
@@ -287,6 +308,7 @@ class WorkerPool:
     """Single-thread executors lent out one at a time; each thread keeps its own database connections."""
 
     def __init__(self, name: str, size: int):
+        self.size = size
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-{number}") for number in range(size)
         ]
