@@ -49,11 +49,18 @@ def main() -> int:
         help="Seconds relay_outbox --follow sleeps after an empty pass (default: the command's own default).",
     )
     parser.add_argument("--poll", type=float, default=0.5, help="Seconds between two looks at the flow (default: 0.5).")
-    parser.add_argument("--timeout", type=float, default=1800, help="Seconds the flow may take to settle (default: 1800).")
+    parser.add_argument(
+        "--timeout", type=float, default=None,
+        help="Seconds the flow may take to settle, on PostgreSQL and JetStream only "
+        "(default: 600 plus 0.1 per subscription).",
+    )
     benchlib.add_json_argument(parser)
     options = parser.parse_args()
     if options.subscriptions < 1 or options.consumers < 1 or options.poll <= 0:
         parser.error("--subscriptions and --consumers must be at least 1 and --poll positive")
+    if options.timeout is None:
+        # A busy 2-core machine (load average above 10) needed about 0.08 s per subscription.
+        options.timeout = 600 + 0.1 * options.subscriptions
     benchlib.sigterm_as_exit()
     if options.embedded:
         return run_embedded(options)

@@ -242,7 +242,7 @@ def _nats_version(url: str) -> str:
     parsed = urlparse(url.split(",")[0])
     with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or 4222), timeout=5) as sock:
         info = json.loads(sock.makefile("rb").readline().decode()[5:])
-    return f"{info['version']} (JetStream, file storage, default sync)"
+    return f"{info['version']} (JetStream)"
 
 
 def append_record(started_at, seconds, machine, options, summary, results, timings) -> None:
@@ -250,7 +250,7 @@ def append_record(started_at, seconds, machine, options, summary, results, timin
         "",
         f"### {started_at:%Y-%m-%d %H:%M} UTC",
         "",
-        f"`make bench BENCH_ARGS=\"{' '.join(sys.argv[1:])}\"`, {seconds / 60:.1f} minutes in all.",
+        f"`{' '.join(['bench/run.py', *sys.argv[1:]])}`, {seconds / 60:.1f} minutes in all.",
         "",
         "| machine | |",
         "|---|---|",
