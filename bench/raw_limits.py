@@ -39,6 +39,8 @@ import benchlib
 STREAM_MODULE = "benchraw"
 # Rows per transaction for the bulk outbox insert, as bus_throughput fills its outbox.
 BULK_CHUNK = 1000
+# Seconds the fetch-and-ack measurement may take before the script gives up.
+FETCH_TIMEOUT_SECONDS = 600
 
 OUTBOX_DDL = """
 CREATE TABLE outbox (
@@ -263,7 +265,10 @@ async def jetstream_limits(url: str, events, config: dict) -> tuple[float, float
         subscription = await js.pull_subscribe_bind(durable="bench-raw", stream=stream.name)
         received = 0
         started = time.perf_counter()
+        deadline = time.monotonic() + FETCH_TIMEOUT_SECONDS
         while received < len(events):
+            if time.monotonic() > deadline:
+                raise SystemExit(f"fetched {received} of {len(events)} messages within {FETCH_TIMEOUT_SECONDS} s")
             try:
                 messages = await subscription.fetch(config["fetch_batch_size"], timeout=2.0)
             except (TimeoutError, nats.errors.TimeoutError):
