@@ -312,8 +312,8 @@ class WorkerPool:
         self._executors = [
             ThreadPoolExecutor(max_workers=1, thread_name_prefix=f"{name}-{number}") for number in range(size)
         ]
-        # Last in, first out: at a low rate one thread does all the work, so
-        # the other threads never open a database connection.
+        # Last in, first out: at a low rate the most recently used thread takes
+        # the next batch, so idle threads seldom open a database connection.
         self._idle: asyncio.LifoQueue[ThreadPoolExecutor] = asyncio.LifoQueue()
         for executor in reversed(self._executors):
             self._idle.put_nowait(executor)
