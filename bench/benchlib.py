@@ -96,8 +96,11 @@ def sigterm_as_exit() -> None:
 class Children:
     """Child processes started by one script; each is stopped by its own PID."""
 
-    def __init__(self, tag: str):
+    def __init__(self, tag: str, profile_folder: Path | None = None):
         self.tag = tag
+        # When set, py-spy samples every manage.py child and writes NAME.txt here.
+        self.profile_folder = profile_folder
+        self.profilers: dict[str, subprocess.Popen] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
         self.peak_kib: dict[str, int] = {}
@@ -114,7 +117,42 @@ class Children:
         return process
 
     def manage(self, name: str, environment: dict, *arguments: str) -> subprocess.Popen:
-        return self.spawn(name, [sys.executable, str(ROOT / "manage.py"), *arguments], environment)
+        process = self.spawn(name, [sys.executable, str(ROOT / "manage.py"), *arguments], environment)
+        if self.profile_folder is not None:
+            # py-spy samples all threads (the consumer applies messages on worker
+            # threads) and writes its file when the sampled process exits.
+            py_spy = Path(sys.executable).parent / "py-spy"
+            with open(self.profile_folder / f"{name}.log", "w") as log:
+                self.profilers[name] = subprocess.Popen(
+                    [str(py_spy), "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw",
+                     "--output", str(self.profile_folder / f"{name}.txt")],
+                    stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+                )
+        return process
+
+    def print_profiles(self, limit: int = 25) -> None:
+        """Print, for each sampled child, the functions present in the most samples."""
+        for name, profiler in self.profilers.items():
+            try:
+                profiler.wait(timeout=STOP_GRACE_SECONDS)
+            except subprocess.TimeoutExpired:
+                profiler.kill()
+                profiler.wait()
+            path = self.profile_folder / f"{name}.txt"
+            if not path.exists():
+                print(f"no profile from {name}; see {self.profile_folder / (name + '.log')}", file=sys.stderr)
+                continue
+            inclusive: dict[str, int] = {}
+            total = 0
+            for line in path.read_text().splitlines():
+                stack, _, count = line.rpartition(" ")
+                samples = int(count)
+                total += samples
+                for frame in set(stack.split(";")):
+                    inclusive[frame] = inclusive.get(frame, 0) + samples
+            print(f"== {name}: {total} samples at 100/s (busy threads only); functions by share of samples", flush=True)
+            for frame, samples in sorted(inclusive.items(), key=lambda item: -item[1])[:limit]:
+                print(f"{samples / total:6.1%}  {frame[:150]}", flush=True)
 
     def check_alive(self, *names: str) -> None:
         """Exit with the log's tail when one of ``names`` (default: every child) has exited."""
@@ -132,7 +170,10 @@ class Children:
                 self.peak_kib[name] = max(peak, self.peak_kib.get(name, 0))
 
     def stop_all(self) -> None:
-        """Stop every child by PID (SIGTERM, then SIGKILL after a grace period) and record its peak memory."""
+        """Stop every child by PID (SIGTERM, then SIGKILL after a grace period) and record its peak memory.
+
+        Profilers are left to finish on their own, since each exits after its process.
+        """
         self.sample_memory()
         for process in self.processes.values():
             if process.returncode is None and process.poll() is None:

@@ -54,8 +54,17 @@ def main() -> int:
         help="Seconds the flow may take to settle, on PostgreSQL and JetStream only "
         "(default: 600 plus 0.1 per subscription).",
     )
+    parser.add_argument(
+        "--profile", type=Path, metavar="FOLDER",
+        help="Sample the bill run, consumer and relay processes with py-spy, write NAME.txt (collapsed "
+        "stacks) to FOLDER and print each one's top functions.",
+    )
     benchlib.add_json_argument(parser)
     options = parser.parse_args()
+    if options.profile is not None and options.embedded:
+        parser.error("--profile works without --embedded only; profile the embedded run with py-spy record -- python bench/bill_run.py --embedded")
+    if options.profile is not None:
+        options.profile.mkdir(parents=True, exist_ok=True)
     if options.subscriptions < 1 or options.consumers < 1 or options.poll <= 0:
         parser.error("--subscriptions and --consumers must be at least 1 and --poll positive")
     if options.timeout is None:
@@ -70,7 +79,7 @@ def main() -> int:
 def run_on_servers(options, server_url: str) -> int:
     as_of = datetime.now(UTC).date()
     count = options.subscriptions
-    children = benchlib.Children("bill-run")
+    children = benchlib.Children("bill-run", profile_folder=options.profile)
     with benchlib.ThrowawayNats() as nats_server, benchlib.ThrowawayDatabase(server_url, "billrun") as database:
         environment = {
             **os.environ,
@@ -114,6 +123,8 @@ def run_on_servers(options, server_url: str) -> int:
             if "eventbus.backends" in sys.modules:
                 sys.modules["eventbus.backends"].get_bus().close()
 
+    if options.profile is not None:
+        children.print_profiles()
     figures = {
         "subscriptions": count,
         "seed_seconds": seed_seconds,
