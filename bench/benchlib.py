@@ -51,7 +51,7 @@ class ThrowawayDatabase:
 
     def __enter__(self) -> "ThrowawayDatabase":
         _admin(self.server_url, f'CREATE DATABASE "{self.name}"')
-        # atexit covers a SystemExit raised past the with block's owner.
+        # A second chance: atexit drops the database if __exit__ never runs.
         atexit.register(self.drop)
         return self
 

@@ -1,10 +1,11 @@
 #!/usr/bin/env python
 """Measure this machine's raw limits for the bus's database and JetStream work.
 
-No Django model, relay or consumer code runs in the timed parts: bare psycopg
-against tables shaped like an outbox and an inbox, and bare nats-py against a
-stream declared with the platform's own stream and consumer settings (read
-once from Django's settings before timing). Each figure is events per second:
+No Django model, relay or consumer code runs in the timed parts. Bare psycopg
+writes to tables shaped like an outbox and an inbox. Bare nats-py publishes to
+a stream declared with the platform's own stream and consumer settings, which
+are read once from Django's settings before timing. Each figure is events per
+second:
 
 - outbox insert, one transaction per event: BEGIN, INSERT one row, COMMIT,
   as a service appends one event with its business rows;

@@ -4,11 +4,10 @@ The tenant and the plan go through their services (``tenant_ensure``,
 ``plan_upsert``). Customers, payment methods and subscriptions are written
 with ``bulk_create`` in chunks, each module on its own alias, with the field
 values the services would set (``subscription_upsert_imported`` for a plan
-without a trial: active, anchored on its start date). The service path costs
-several queries and one ``subscriptions.subscription.created`` event per
-subscription, which would make seeding 100,000 subscriptions take longer than
-the bill run itself; this seed writes no events, so the bill run's events are
-the only ones in the outboxes.
+without a trial: active, anchored on its start date). The service path runs
+several queries per row and appends one ``subscriptions.subscription.created``
+event per subscription. This seed writes no events, so the bill run's events
+are the only ones in the outboxes.
 
 One customer in ``DECLINE_EVERY`` pays with the simulated gateway's
 ``tok_insufficient_funds`` token, so its payment ends in retry; the others
@@ -79,7 +78,3 @@ def bench_seed(*, count: int, as_of: date, now: datetime) -> None:
                 )
                 for number, customer_id in zip(numbers, customer_ids, strict=True)
             ])
-
-
-def expected_declines(count: int) -> int:
-    return count // DECLINE_EVERY
