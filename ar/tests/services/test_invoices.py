@@ -5,6 +5,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 from django.db import connections, transaction
+from django.db.transaction import TransactionManagementError
 
 from ar.errors import CustomerNotFound, InvalidInvoiceRequest, InvoiceNotFound, InvoiceStateConflict
 from ar.events import (
@@ -31,6 +32,7 @@ from ar.services import (
     invoice_mark_uncollectible,
     invoice_void,
 )
+from ar.services.numbering import invoice_number_allocate
 from ar.tests.factories import NOW, CreditEntryFactory, CustomerFactory
 from ar.tests.support import published, row_counts
 
@@ -224,6 +226,12 @@ class TestInvoiceNumbering:
 
 @pytest.mark.django_db(databases="__all__", transaction=True)
 class TestConcurrentNumbering:
+    def test_allocation_outside_transaction_is_rejected(self):
+        with pytest.raises(TransactionManagementError, match="inside transaction.atomic"):
+            invoice_number_allocate(tenant_id="acme")
+
+        assert not InvoiceNumberSequence.objects.using("ar").exists()
+
     def test_parallel_finalizations_get_gapless_numbers(self):
         customers = [CustomerFactory() for _ in range(4)]
         errors = []
