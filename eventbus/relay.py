@@ -94,7 +94,12 @@ def _claim(bus_module: BusModule, batch_size: int, moment: datetime) -> list:
     # aggregate is held behind them instead of overtaking them.
     # NOTE: when a whole batch of the oldest rows is in backoff, newer rows
     # wait until that backoff ends, even rows of other aggregates.
-    return list(
+    return list(claim_query(bus_module, batch_size))
+
+
+def claim_query(bus_module: BusModule, batch_size: int):
+    """Return the query for the oldest ``batch_size`` pending rows, served by the partial index on pending rows."""
+    return (
         bus_module.outbox.objects.using(bus_module.alias)
         .filter(state=OutboxState.PENDING)
         .order_by("id")

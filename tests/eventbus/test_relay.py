@@ -3,6 +3,7 @@
 import os
 import threading
 import time
+import uuid
 from datetime import timedelta
 
 import pytest
@@ -12,7 +13,8 @@ from django.utils import timezone
 
 from eventbus.backends import EventBus, OutgoingMessage, PublishOutcome
 from eventbus.models import OutboxState
-from eventbus.relay import relay_outbox
+from eventbus.registry import get_module
+from eventbus.relay import claim_query, relay_outbox
 from tests.eventbus.conftest import consumer_info, publish_probe, run_nats, stream_envelopes
 from tests.probe.models import OutboxEvent, ProbeCounter
 
@@ -263,3 +265,23 @@ class TestQueryCount:
     def test_one_wave_costs_the_same_queries_for_5_and_50_rows(self, nats_bus):
         # Claim, one UPDATE per wave and the advisory lock: nothing per row.
         assert self.queries_to_relay(nats_bus, 50) == self.queries_to_relay(nats_bus, 5)
+
+    def test_claim_reads_the_pending_index(self, nats_bus):
+        for number in range(5):
+            publish_probe(f"value {number}", aggregate_id=f"index-{number}")
+        OutboxEvent.objects.using(ALIAS).update(state=OutboxState.PUBLISHED)
+        OutboxEvent.objects.using(ALIAS).bulk_create(
+            OutboxEvent(
+                event_id=uuid.uuid4(), event_type="probe.value.set", subject="probe.events.probe.value.set",
+                aggregate_type="probe", aggregate_id=f"old-{number}", aggregate_version=1, tenant_id="tenant-a",
+                correlation_id=uuid.uuid4(), body="{}", state=OutboxState.PUBLISHED, created_at=timezone.now(),
+            )
+            for number in range(5000)
+        )
+        publish_probe("pending", aggregate_id="index-pending")
+        with connections[ALIAS].cursor() as cursor:
+            cursor.execute(f"ANALYZE {OutboxEvent._meta.db_table}")
+
+        plan = claim_query(get_module("probe"), 500).explain()
+
+        assert "probe_outbox_pending" in plan
