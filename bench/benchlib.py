@@ -143,16 +143,21 @@ class Children:
                 print(f"no profile from {name}; see {self.profile_folder / (name + '.log')}", file=sys.stderr)
                 continue
             inclusive: dict[str, int] = {}
+            own: dict[str, int] = {}
             total = 0
             for line in path.read_text().splitlines():
                 stack, _, count = line.rpartition(" ")
                 samples = int(count)
                 total += samples
-                for frame in set(stack.split(";")):
+                frames = stack.split(";")
+                own[frames[-1]] = own.get(frames[-1], 0) + samples
+                for frame in set(frames):
                     inclusive[frame] = inclusive.get(frame, 0) + samples
-            print(f"== {name}: {total} samples at 100/s (busy threads only); functions by share of samples", flush=True)
-            for frame, samples in sorted(inclusive.items(), key=lambda item: -item[1])[:limit]:
-                print(f"{samples / total:6.1%}  {frame[:150]}", flush=True)
+            print(f"== {name}: {total} samples at 100/s of busy threads", flush=True)
+            for title, counts in (("in the stack (inclusive)", inclusive), ("running (self)", own)):
+                print(f"-- functions by share of samples {title}", flush=True)
+                for frame, samples in sorted(counts.items(), key=lambda item: -item[1])[:limit]:
+                    print(f"{samples / total:6.1%}  {frame[:150]}", flush=True)
 
     def check_alive(self, *names: str) -> None:
         """Exit with the log's tail when one of ``names`` (default: every child) has exited."""
