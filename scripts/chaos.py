@@ -73,6 +73,8 @@ STABLE_LOOKS = 3
 # Seconds a killed process stays down, and NATS stays stopped, before restart.
 PROCESS_DOWN_SECONDS = (0.5, 3.0)
 NATS_DOWN_SECONDS = (2.0, 6.0)
+# Seconds the driver waits before each retry of a step that failed on the database.
+DRIVER_RETRY_DELAYS = (1.0, 2.0, 4.0, 8.0)
 # Seconds a database cut looks for connections of the processes to terminate.
 DB_CUT_SEARCH_SECONDS = 5.0
 # Database connections a consumer or relay process may hold at once: one per
@@ -266,6 +268,7 @@ def _soak(args, environment: dict, server_url: str, databases: dict, nats: "Nats
         "relay_processes": args.relays,
         "faults": dict(sorted(faults.injected.items())),
         "connections_cut": faults.connections_cut,
+        "max_connections_cut_at_once": faults.max_connections_cut,
         "unexpected_exits": dict(sorted(fleet.unexpected_exits.items())),
         "handler_errors": fleet.handler_errors(),
         **counts,
@@ -387,19 +390,22 @@ def _flow_counts() -> dict:
 
 
 def _with_reconnect(work):
-    """Run ``work``, and after a database error close the connections and run it once more.
+    """Run ``work``, and after a database error close the connections and run it again.
 
-    The faults never target the driver's connections, so a second error is
-    real and propagates. Every step the driver repeats is idempotent.
+    The faults never target the driver's connections, but on a shared server
+    another client may take the last connection slot for a while. Every step
+    the driver repeats is idempotent. The last error propagates.
     """
     from django.db import DatabaseError, connections
 
-    try:
-        return work()
-    except DatabaseError as error:
-        print(f"chaos: driver database error, retrying once: {error}", file=sys.stderr)
-        connections.close_all()
-        return work()
+    for delay in DRIVER_RETRY_DELAYS:
+        try:
+            return work()
+        except DatabaseError as error:
+            print(f"chaos: driver database error, retrying in {delay:.0f} s: {error}", file=sys.stderr)
+            connections.close_all()
+            time.sleep(delay)
+    return work()
 
 
 # Faults --------------------------------------------------------------------
@@ -421,6 +427,8 @@ class FaultInjector:
         self.mean_interval = mean_interval
         self.injected: Counter = Counter()
         self.connections_cut = 0
+        # The maximum of connections one cut ended, a lower bound of what the processes hold at once.
+        self.max_connections_cut = 0
         self.error: BaseException | None = None
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="faults", daemon=True)
@@ -483,6 +491,7 @@ class FaultInjector:
                 ).fetchall()
                 cut = sum(1 for (terminated,) in rows if terminated)
                 self.connections_cut += cut
+                self.max_connections_cut = max(self.max_connections_cut, cut)
                 if cut or time.monotonic() > deadline or self._stop.wait(0.5):
                     return
 
@@ -694,7 +703,7 @@ def _print_summary(summary: dict) -> None:
         ("subscriptions", summary["subscriptions"]),
         ("invoices", summary["invoices"]),
         ("faults injected", f"{sum(summary['faults'].values())} ({faults})"),
-        ("connections cut", summary["connections_cut"]),
+        ("connections cut", f"{summary['connections_cut']} (at most {summary['max_connections_cut_at_once']} at once)"),
         ("unexpected exits", sum(summary["unexpected_exits"].values())),
         ("events relayed", summary["events_relayed"]),
         ("events applied", f"{summary['events_applied']} (inbox rows, one per event and consuming module)"),
