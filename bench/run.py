@@ -173,16 +173,19 @@ def summarize(results: dict) -> benchlib.Table:
 def raw_seconds(events: dict, limits: dict) -> float | None:
     """Return the seconds the raw limits allow for a run's events, done one after another.
 
-    Every published event costs one outbox insert in its own transaction and
-    one pass through the relay limit. Every applied event costs one pass
-    through the consumer limit.
+    Every applied event costs one pass through the consumer limit, which
+    includes its inbox commit. A handler's outgoing events commit in that same
+    transaction, so every published event costs one row of a bulk outbox
+    insert and one pass through the relay limit. Events published outside a
+    handler need commits of their own that this leaves out, so the result is
+    a lower bound.
     """
-    needed = ("outbox_insert_per_transaction", "relay_limit", "consumer_limit")
+    needed = ("outbox_insert_bulk", "relay_limit", "consumer_limit")
     if not all(limits.get(name) for name in needed):
         return None
     published = sum(counts["outbox"] for counts in events.values())
     applied = sum(counts["inbox"] for counts in events.values())
-    return (published / limits["outbox_insert_per_transaction"] + published / limits["relay_limit"]
+    return (published / limits["outbox_insert_bulk"] + published / limits["relay_limit"]
             + applied / limits["consumer_limit"])
 
 
