@@ -7,7 +7,6 @@ cursor would skip a row that commits late.
 """
 
 import logging
-import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -23,6 +22,7 @@ from eventbus.locks import relay_lock
 from eventbus.metrics import EVENTS_PUBLISH_FAILED, EVENTS_RELAYED, event_type_of_subject
 from eventbus.models import OutboxState
 from eventbus.registry import BusModule, get_module
+from eventbus.wakeup import OutboxListener
 
 logger = logging.getLogger(__name__)
 
@@ -279,19 +279,29 @@ def relay_follow(
     should_stop: Callable[[], bool],
     bus: EventBus | None = None,
 ) -> None:
-    """Relay every module in turn until ``should_stop``; sleep ``interval`` seconds when idle."""
-    while not should_stop():
-        busy = False
-        for module in modules:
-            try:
-                result = relay_outbox(module=module, bus=bus)
-            except Exception:
-                logger.exception("Relay pass failed", extra={"bus_module": module})
-                close_old_connections()
-                continue
-            busy = busy or result.published > 0
-        if not busy:
-            time.sleep(interval)
+    """Relay every module in turn until ``should_stop``.
+
+    When a pass publishes nothing, wait up to ``interval`` seconds: on
+    PostgreSQL a NOTIFY from an outbox insert ends the wait as soon as its
+    transaction commits (see ``eventbus.wakeup``), elsewhere it is a sleep.
+    """
+    listener = OutboxListener([get_module(module) for module in modules])
+    listener.listen()
+    try:
+        while not should_stop():
+            busy = False
+            for module in modules:
+                try:
+                    result = relay_outbox(module=module, bus=bus)
+                except Exception:
+                    logger.exception("Relay pass failed", extra={"bus_module": module})
+                    close_old_connections()
+                    continue
+                busy = busy or result.published > 0
+            if not busy:
+                listener.wait(interval)
+    finally:
+        listener.close()
 
 
 class RepublishSinceNaive(EventBusError):
