@@ -50,7 +50,8 @@ def main() -> int:
     parser.add_argument("--backlog", type=int, default=5000, help="Events in the backlog burst (default: 5000).")
     parser.add_argument(
         "--relay-interval", type=float, default=None,
-        help="Seconds relay_outbox --follow sleeps after an empty pass (default: the command's own default).",
+        help="relay_outbox --follow's --interval, its longest wait after an empty pass "
+        "(default: the command's own default).",
     )
     parser.add_argument("--timeout", type=float, default=300, help="Seconds each phase may take to drain (default: 300).")
     benchlib.add_json_argument(parser)

@@ -54,7 +54,8 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval", type=float, default=1.0,
-            help="Seconds to sleep between passes that found nothing, with --follow (default: 1).",
+            help="With --follow, the longest wait after a pass that found nothing; on PostgreSQL a "
+            "committed outbox insert ends the wait at once (default: 1).",
         )
 
     def handle(self, *args, **options):
