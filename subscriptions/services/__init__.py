@@ -2,6 +2,7 @@
 ``subscriptions`` alias and appends its events to the module's outbox in it."""
 
 from subscriptions.services.bill_runs import BILL_RUN_BATCH_SIZE, BillRunSummary, bill_run_execute
+from subscriptions.services.common import billing_date_validate
 from subscriptions.services.invoices import (
     subscription_invoice_open,
     subscription_invoice_update_status,
@@ -18,6 +19,7 @@ __all__ = [
     "BILL_RUN_BATCH_SIZE",
     "BillRunSummary",
     "bill_run_execute",
+    "billing_date_validate",
     "plan_set_active",
     "plan_upsert",
     "subscription_cancel",

@@ -62,6 +62,15 @@ def require_date(value: date, name: str, error: type[SubscriptionsError]) -> dat
     return value
 
 
+def billing_date_validate(value: date, name: str) -> date:
+    """Return ``value`` if it is a date the subscriptions module accepts; raise ``InvalidSubscription`` otherwise.
+
+    Callers outside the module, such as the CSV import, check dates with this
+    before they write anything else.
+    """
+    return require_date(value, name, InvalidSubscription)
+
+
 def require_tenant(tenant_id: str) -> str:
     """Return ``tenant_id`` if the tenant exists; raise ``UnknownTenant`` otherwise."""
     if not isinstance(tenant_id, str) or not tenant_exists(tenant_id=tenant_id):

@@ -20,6 +20,8 @@ from billing.csv_cells import starts_like_formula
 from billing.money import InvalidMoney, minor_unit_exponent, to_minor_units, validate_currency
 from billing.operations.imports.mapping import BoundMapping, FieldRule
 from billing.operations.imports.reader import CsvRecord
+from subscriptions.errors import SubscriptionsError
+from subscriptions.services import billing_date_validate
 
 COLLECTION_METHODS = ("charge_automatically", "send_invoice")
 INTERVALS = ("day", "week", "month", "year")
@@ -422,14 +424,24 @@ def _start_date(rule: FieldRule | None, value: str | None, as_of: date, errors: 
     if rule is not None and rule.months_before_as_of:
         months = _whole_number(value, f"{rule.months_before_as_of} (months before --as-of)", 0,
                                MAX_TENURE_MONTHS, errors)
-        return None if months is None else as_of - relativedelta(months=months)
+        if months is None:
+            return None
+        start_date = as_of - relativedelta(months=months)
+    else:
+        date_format = rule.date_format if rule is not None else "%Y-%m-%d"
+        try:
+            start_date = datetime.strptime(value, date_format).date()
+        except ValueError:
+            example = date(2026, 1, 31).strftime(date_format)
+            errors.add(f"start_date {value!r} is not a date in the format {date_format} (such as {example})")
+            return None
 
-    date_format = rule.date_format if rule is not None else "%Y-%m-%d"
+    # The subscriptions module's own range check, so a row it would reject
+    # fails here, before its customer and payment method are written.
     try:
-        return datetime.strptime(value, date_format).date()
-    except ValueError:
-        example = date(2026, 1, 31).strftime(date_format)
-        errors.add(f"start_date {value!r} is not a date in the format {date_format} (such as {example})")
+        return billing_date_validate(start_date, "start_date")
+    except SubscriptionsError as error:
+        errors.add(f"{error}; fix the date in the file")
         return None
 
 

@@ -228,6 +228,24 @@ class TestDefaultLayout:
 
         assert subscription_of("C-1").started_on == date(2026, 1, 15)
 
+    @pytest.mark.parametrize("start_date", ["2300-05-01", "2999-01-01", "1969-12-31"])
+    def test_out_of_range_start_date_is_rejected_whole(self, tmp_path, start_date):
+        path = write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1", start_date=start_date)])
+        message = (
+            f"line 2 (C-1) rejected: start_date {start_date} is outside the supported range "
+            "1970-01-01 to 2199-12-31; fix the date in the file"
+        )
+
+        dry_lines = run_import(path, "--backfill", "--dry-run", rejected=1)
+        lines = run_import(path, "--backfill", rejected=1)
+
+        assert dry_lines[0] == message
+        assert dry_lines[3] == "would be imported: 0"
+        assert lines[0] == message
+        assert not any("partly saved" in line for line in lines)
+        assert customer_of("C-1") is None
+        assert sum(subscription_counts_by_status().values()) == 0
+
     def test_plan_rejected_by_module_rejects_its_rows(self, tmp_path):
         run_import(write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1")]))
         yearly = write_csv(
