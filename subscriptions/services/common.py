@@ -157,12 +157,12 @@ def get_active_plan(*, tenant_id: str, plan_code: str) -> Plan:
     plan = Plan.objects.using(ALIAS).filter(tenant_id=tenant_id, code=plan_code).first()
     if plan is None:
         raise PlanNotFound(
-            f"plan {plan_code!r} does not exist in tenant {tenant_id!r}; create it with plan_upsert first"
+            f"plan {plan_code!r} does not exist in tenant {tenant_id!r}; create the plan first, for example with POST /api/v1/plans"
         )
     if not plan.active:
         raise PlanInactive(
             f"plan {plan_code!r} in tenant {tenant_id!r} is inactive and takes no new subscriptions; "
-            "choose an active plan or reactivate it with plan_set_active"
+            "choose an active plan or reactivate this one"
         )
     return plan
 

@@ -95,7 +95,8 @@ def plan_upsert(
                 raise PlanInUse(
                     f"plan {code!r} has {subscription_count} subscription(s), so its {field} cannot "
                     f"change from {getattr(plan, field)!r} to {values[field]!r}; create a plan with a "
-                    "new code and move subscriptions to it with subscription_change_plan"
+                    "new code and change the subscriptions' plan to it, for example with "
+                    "POST /api/v1/subscriptions/{id}/change-plan"
                 )
 
         for field in changed:

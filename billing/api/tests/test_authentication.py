@@ -1,3 +1,5 @@
+from io import StringIO
+
 import pytest
 from django.core.management import CommandError, call_command
 from rest_framework.test import APIClient
@@ -106,5 +108,32 @@ class TestRevokeApiKeyCommand:
         assert ApiKey.objects.get().revoked_at is None
 
     def test_unknown_id_fails(self):
-        with pytest.raises(CommandError, match="API key 404 does not exist"):
+        with pytest.raises(CommandError) as raised:
             call_command("revoke_api_key", "--id", "404", "--yes")
+
+        assert str(raised.value).startswith("API key 404 does not exist")
+        assert str(raised.value).endswith("; list a tenant's keys with manage.py list_api_keys --tenant ID")
+
+
+class TestListApiKeysCommand:
+    def test_lists_keys_without_secrets(self):
+        tenant_ensure(tenant_id="acme", now=NOW)
+        kept, kept_secret = api_key_create(tenant_id="acme", name="erp sync", now=NOW)
+        revoked, revoked_secret = api_key_create(tenant_id="acme", now=NOW)
+        api_key_revoke(api_key_id=revoked.id, now=NOW)
+        output = StringIO()
+
+        call_command("list_api_keys", "--tenant", "acme", stdout=output)
+
+        lines = output.getvalue().splitlines()
+        assert lines == [
+            "id\tprefix\tname\tstaff\tcreated_at\trevoked_at",
+            f"{kept.id}\t{kept.prefix}...\terp sync\tno\t{NOW.isoformat()}\t-",
+            f"{revoked.id}\t{revoked.prefix}...\t-\tno\t{NOW.isoformat()}\t{NOW.isoformat()}",
+        ]
+        assert kept_secret not in output.getvalue()
+        assert revoked_secret not in output.getvalue()
+
+    def test_unknown_tenant_fails(self):
+        with pytest.raises(CommandError, match="tenant 'nobody' does not exist; check the id with manage.py tenants list"):
+            call_command("list_api_keys", "--tenant", "nobody")

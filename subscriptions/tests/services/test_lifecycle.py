@@ -188,7 +188,7 @@ class TestSubscriptionCreate:
             create(plan_code="platinum")
 
         assert raised.value.code == "plan_not_found"
-        assert str(raised.value) == "plan 'platinum' does not exist in tenant 'acme'; create it with plan_upsert first"
+        assert str(raised.value) == "plan 'platinum' does not exist in tenant 'acme'; create the plan first, for example with POST /api/v1/plans"
         assert nothing_written()
 
     def test_plan_of_other_tenant_is_not_found(self, tenant):

@@ -88,17 +88,20 @@ class TestPlanUpsert:
             (
                 {"currency": "EUR"},
                 "plan 'pro' has 1 subscription(s), so its currency cannot change from 'USD' to 'EUR'; "
-                "create a plan with a new code and move subscriptions to it with subscription_change_plan",
+                "create a plan with a new code and change the subscriptions' plan to it, for example with "
+                "POST /api/v1/subscriptions/{id}/change-plan",
             ),
             (
                 {"interval": "week"},
                 "plan 'pro' has 1 subscription(s), so its interval cannot change from 'month' to 'week'; "
-                "create a plan with a new code and move subscriptions to it with subscription_change_plan",
+                "create a plan with a new code and change the subscriptions' plan to it, for example with "
+                "POST /api/v1/subscriptions/{id}/change-plan",
             ),
             (
                 {"interval_count": 2},
                 "plan 'pro' has 1 subscription(s), so its interval_count cannot change from 1 to 2; "
-                "create a plan with a new code and move subscriptions to it with subscription_change_plan",
+                "create a plan with a new code and change the subscriptions' plan to it, for example with "
+                "POST /api/v1/subscriptions/{id}/change-plan",
             ),
         ],
         ids=["currency", "interval", "interval-count"],
@@ -204,7 +207,7 @@ class TestPlanSetActive:
         assert raised.value.code == "plan_inactive"
         assert str(raised.value) == (
             "plan 'pro' in tenant 'acme' is inactive and takes no new subscriptions; "
-            "choose an active plan or reactivate it with plan_set_active"
+            "choose an active plan or reactivate this one"
         )
 
     def test_upsert_keeps_plan_inactive(self, tenant):

@@ -258,8 +258,8 @@ class TestDefaultLayout:
 
         assert lines[0] == (
             "line 2 (C-2) rejected: plan 'basic' was not saved: plan 'basic' has 1 subscription(s), so "
-            "its interval cannot change from 'month' to 'year'; create a plan with a new code and move "
-            "subscriptions to it with subscription_change_plan"
+            "its interval cannot change from 'month' to 'year'; create a plan with a new code and change "
+            "the subscriptions' plan to it, for example with POST /api/v1/subscriptions/{id}/change-plan"
         )
         assert lines[2:6] == ["rows read: 2", "imported: 1", "updated: 0", "rejected: 1"]
         assert customer_of("C-2") is None

@@ -17,5 +17,5 @@ class Command(BaseCommand):
         try:
             api_key = api_key_revoke(api_key_id=id, now=timezone.now())
         except ApiKeyNotFound as error:
-            raise CommandError(f"{error}; list keys in the admin or the tenancy_apikey table") from None
+            raise CommandError(f"{error}; list a tenant's keys with manage.py list_api_keys --tenant ID") from None
         self.stdout.write(f"Revoked API key {api_key.id} ({api_key.prefix}...) of tenant {api_key.tenant_id}.")
