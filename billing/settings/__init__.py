@@ -13,7 +13,7 @@ from django.core.exceptions import ImproperlyConfigured
 from billing.modules import DOMAIN_MODULES
 from billing.settings.databases import build_databases
 from billing.settings.email import email_settings
-from billing.settings.environment import env_bool, env_float, env_int, env_list
+from billing.settings.environment import env_bool, env_float, env_int, env_list, env_throttle_rate
 
 BASE_DIR = Path(__file__).resolve().parent.parent.parent
 DATA_DIR = Path(os.environ.get("BILLING_DATA_DIR", BASE_DIR / "var"))
@@ -227,7 +227,7 @@ REST_FRAMEWORK = {
     # catalogue or polling invoices, and stops a runaway loop from starving
     # other tenants. The count lives in the cache, so it is per process with
     # the default local-memory cache.
-    "DEFAULT_THROTTLE_RATES": {"api_key": os.environ.get("API_RATE_PER_KEY", "600/minute")},
+    "DEFAULT_THROTTLE_RATES": {"api_key": env_throttle_rate("API_RATE_PER_KEY", default="600/minute")},
     "EXCEPTION_HANDLER": "billing.api.errors.exception_handler",
     "DEFAULT_SCHEMA_CLASS": "billing.api.schema.ApiAutoSchema",
     "UNAUTHENTICATED_USER": None,
