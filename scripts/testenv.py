@@ -62,9 +62,16 @@ def main(argv: list[str]) -> int:
 
 def _postgres(env, workdir: Path, started) -> str:
     url = env.get("DATABASE_URL") or DEFAULT_DATABASE_URL
-    if urlparse(url).scheme.startswith("postgres") and _postgres_answers(url):
-        print(f"testenv: using PostgreSQL at {_redact(url)}")
-        return url
+    if urlparse(url).scheme.startswith("postgres"):
+        problem = _postgres_problem(url)
+        if problem is None:
+            print(f"testenv: using PostgreSQL at {_redact(url)}")
+            return url
+        print(
+            f"testenv: PostgreSQL at {_redact(url)} did not answer ({problem}); starting a throwaway "
+            "cluster whose data is deleted at exit. To use that server, make it reachable or create "
+            "the database first (createdb)."
+        )
 
     bindir = postgres_bindir()
     if bindir is None:
@@ -111,16 +118,24 @@ def postgres_spawn(bindir: Path, datadir: Path, port: int, run_as: str | None, l
 
 
 def _postgres_answers(url: str) -> bool:
+    return _postgres_problem(url) is None
+
+
+def _postgres_problem(url: str) -> str | None:
+    """Return why PostgreSQL at ``url`` cannot be used, or None when it answers."""
     try:
         import psycopg
     except ImportError as error:
-        raise ServiceError("psycopg is not installed; run make install first") from error
+        raise ServiceError(
+            f"psycopg is not installed for {sys.executable}; run make install, then run this "
+            "script with .venv/bin/python"
+        ) from error
     try:
         with psycopg.connect(_libpq_url(url), connect_timeout=3) as connection:
             connection.execute("SELECT 1")
-        return True
-    except psycopg.Error:
-        return False
+        return None
+    except psycopg.Error as error:
+        return str(error).strip().splitlines()[0] if str(error).strip() else type(error).__name__
 
 
 def _libpq_url(url: str) -> str:
