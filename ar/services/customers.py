@@ -20,6 +20,7 @@ from ar.services.common import (
     require_aware,
 )
 from ar.totals import MAX_AMOUNT_MINOR
+from billing.money import format_major
 
 logger = logging.getLogger(__name__)
 
@@ -160,9 +161,8 @@ def customer_credit_grant(
         )
 
     logger.info(
-        "Granted %s %s of credit",
-        amount_minor,
-        currency,
+        "Granted %s of credit",
+        format_major(amount_minor, currency),
         extra={"tenant_id": customer.tenant_id, "customer_id": str(customer.id)},
     )
     return entry

@@ -39,6 +39,7 @@ from ar.services.common import (
     save_invoice_change,
 )
 from ar.services.numbering import invoice_number_allocate
+from billing.money import format_major
 
 logger = logging.getLogger(__name__)
 
@@ -128,11 +129,10 @@ def invoice_create_for_billing_period(
         _finalize(invoice=invoice, customer=customer, lines=line_rows, now=now)
 
     logger.info(
-        "Finalized invoice %s for billing period %s: %s %s due",
+        "Finalized invoice %s for billing period %s: %s due",
         invoice.number,
         billing_period_id,
-        invoice.amount_due_minor,
-        invoice.currency,
+        format_major(invoice.amount_due_minor, invoice.currency),
         extra={"tenant_id": tenant_id, "invoice_id": str(invoice.id)},
     )
     return invoice, True
@@ -170,10 +170,9 @@ def invoice_void(*, invoice_id: str, now: datetime) -> Invoice:
         publishing.publish(invoice_events=[publishing.voided_event(invoice=invoice)], now=now)
 
     logger.info(
-        "Voided invoice %s; %s %s returned as credit",
+        "Voided invoice %s; %s returned as credit",
         invoice.number,
-        returned_minor,
-        invoice.currency,
+        format_major(returned_minor, invoice.currency),
         extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
     )
     return invoice
@@ -351,9 +350,8 @@ def _mark_uncollectible(*, invoice: Invoice, customer: Customer, now: datetime) 
         now=now,
     )
     logger.info(
-        "Marked invoice %s uncollectible with %s %s due",
+        "Marked invoice %s uncollectible with %s due",
         invoice.number,
-        invoice.amount_due_minor,
-        invoice.currency,
+        format_major(invoice.amount_due_minor, invoice.currency),
         extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
     )

@@ -33,6 +33,7 @@ from ar.services.common import (
     require_aware,
     save_invoice_change,
 )
+from billing.money import format_major
 
 logger = logging.getLogger(__name__)
 
@@ -236,14 +237,12 @@ def _apply(
             )
 
     logger.info(
-        "Applied %s payment %s to invoice %s: %s %s to the invoice, %s %s to credit; invoice is %s",
+        "Applied %s payment %s to invoice %s: %s to the invoice, %s to credit; invoice is %s",
         source,
         reference,
         invoice.number,
-        applied_minor,
-        invoice.currency,
-        credited_minor,
-        invoice.currency,
+        format_major(applied_minor, invoice.currency),
+        format_major(credited_minor, invoice.currency),
         invoice.status,
         extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
     )

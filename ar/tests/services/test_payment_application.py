@@ -137,6 +137,20 @@ class TestGatewayPayment:
         assert next_invoice.amount_due_minor == 1970
         assert credit_balance(customer) == 0
 
+    def test_log_line_gives_major_units(self, caplog):
+        customer = CustomerFactory()
+        invoice = open_invoice(customer)
+        caplog.set_level("INFO", logger="ar.services")
+
+        pay(invoice, 4000)
+
+        finalized, applied = (
+            record.getMessage() for record in caplog.records
+            if record.getMessage().startswith(("Finalized invoice", "Applied gateway payment"))
+        )
+        assert finalized.endswith(": 29.85 USD due")
+        assert ": 29.85 USD to the invoice, 10.15 USD to credit; invoice is paid" in applied
+
     def test_same_payment_applied_once(self):
         invoice = open_invoice(CustomerFactory())
         pay(invoice, 1000, payment_id="pay_1")
