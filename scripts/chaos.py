@@ -141,8 +141,8 @@ def _parse_arguments() -> argparse.Namespace:
         help="Mean seconds between two faults; each gap is drawn between half and 1.5 times this (default: 8).",
     )
     parser.add_argument(
-        "--settle-timeout", type=float, default=300,
-        help="Seconds the flow has to settle after the faults stop before the soak fails (default: 300).",
+        "--settle-timeout", type=float, default=900,
+        help="Seconds the flow has to settle after the faults stop before the soak fails (default: 900).",
     )
     parser.add_argument("--report", type=Path, metavar="PATH", help="Also write the summary as JSON to PATH.")
     parser.add_argument("--keep", action="store_true", help="Keep the databases and process logs instead of deleting them.")
@@ -710,12 +710,18 @@ def _print_summary(summary: dict) -> None:
         ("handler errors", ", ".join(f"{name} {count}" for name, count in summary["handler_errors"].items()) or "none"),
         ("dead letters", summary["dead_letters"]),
         ("invariants checked", f"{summary['invariants_checked']} ({summary['invariant_rows_checked']} rows)"),
-        ("violations", summary["violations"]),
+        ("violations", summary["violations"] if summary["settled"] else (
+            f"{summary['violations']} (the flow did not settle, so these include work still in flight; "
+            "rerun with a longer --settle-timeout before reading them as lost events)"
+        )),
     ]
     width = max(len(label) for label, _ in rows) + 1
     print("Chaos soak " + ("passed" if summary["passed"] else "FAILED"))
     for label, value in rows:
         print(f"  {label + ':':<{width}} {value}")
+    if not summary["settled"]:
+        pending = summary["status"].get("outbox_pending", {}) if isinstance(summary["status"], dict) else {}
+        print(f"  {'outbox pending:':<{width}} {pending or summary['status']}")
     for check in summary["invariants"]:
         for violation in check["violations"]:
             print(f"  {check['name']}: {violation['message']} {violation['ids']}")
