@@ -11,6 +11,7 @@ from datetime import date, datetime, timedelta
 from django.db import transaction
 from django.db.models import Max
 
+from billing.observability.instruments import observe_bill_run
 from eventbus.outbox import NewEvent, outbox_append_many
 from subscriptions.errors import InvalidBillRun
 from subscriptions.models import (
@@ -166,6 +167,9 @@ def bill_run_execute(
 
     elapsed = time.monotonic() - clock
     _record_finish(run, totals, elapsed=elapsed, now=now, status=BillRunStatus.COMPLETED)
+    # Observed here rather than in a caller, so the command, the Celery task
+    # and the API each count every completed run once.
+    observe_bill_run(elapsed_seconds=elapsed, dry_run=dry_run)
     logger.info(
         "Bill run %s finished: %s subscription(s) seen, %s period(s) billed, skipped %s, in %.2f s",
         run.id, totals.seen, totals.billed, dict(totals.skipped) or "none", elapsed, extra=log_extra,

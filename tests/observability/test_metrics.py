@@ -6,10 +6,13 @@ import urllib.request
 import pytest
 from django.core.management import call_command
 from django.utils import timezone
+from rest_framework.test import APIClient
 
 from billing.observability.worker import serve_worker_metrics
+from billing.tenancy.services import api_key_create, tenant_ensure
 from eventbus.backends import get_bus, reset_bus
 from eventbus.relay import relay_outbox
+from subscriptions.tasks import scheduled_bill_run_task
 from tests.observability.conftest import append_probe, parse_metrics, sample, scrape
 from tests.probe import events
 from tests.probe.models import ProbeSwitch
@@ -126,6 +129,9 @@ def test_run_consumers_metrics_port(settings, tmp_path):
     assert process.returncode == 0, (tmp_path / "consumers.log").read_text()
 
 
+BILL_RUN_COUNT = "billing_bill_run_duration_seconds_count"
+
+
 def test_bill_run_duration_observed(client):
     labels = {"dry_run": "true"}
     before = scrape(client)
@@ -133,8 +139,32 @@ def test_bill_run_duration_observed(client):
     call_command("bill_run", "--as-of", "2026-01-31", "--dry-run", "--json", stdout=io.StringIO())
     after = scrape(client)
 
-    count = "billing_bill_run_duration_seconds_count"
-    assert sample(after, count, **labels) - sample(before, count, **labels) == 1
+    assert sample(after, BILL_RUN_COUNT, **labels) - sample(before, BILL_RUN_COUNT, **labels) == 1
+
+
+def test_scheduled_bill_run_duration_observed(client):
+    labels = {"dry_run": "false"}
+    before = scrape(client)
+
+    scheduled_bill_run_task()
+    after = scrape(client)
+
+    assert sample(after, BILL_RUN_COUNT, **labels) - sample(before, BILL_RUN_COUNT, **labels) == 1
+
+
+def test_api_bill_run_duration_observed(client):
+    labels = {"dry_run": "true"}
+    tenant_ensure(tenant_id="acme", now=timezone.now())
+    _, secret = api_key_create(tenant_id="acme", now=timezone.now())
+    api = APIClient()
+    api.credentials(HTTP_AUTHORIZATION=f"Bearer {secret}")
+    before = scrape(client)
+
+    response = api.post("/api/v1/bill-runs", {"as_of": "2026-01-31", "dry_run": True}, format="json")
+    after = scrape(client)
+
+    assert response.status_code == 201, response.content
+    assert sample(after, BILL_RUN_COUNT, **labels) - sample(before, BILL_RUN_COUNT, **labels) == 1
 
 
 def test_worker_metrics_port(settings):

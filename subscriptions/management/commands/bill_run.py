@@ -4,7 +4,6 @@ from datetime import UTC, date, datetime
 from django.core.management.base import BaseCommand, CommandError
 
 from billing.money import format_major
-from billing.observability.instruments import observe_bill_run
 from subscriptions.errors import SubscriptionsError
 from subscriptions.services import BillRunSummary, bill_run_execute
 
@@ -65,7 +64,6 @@ class Command(BaseCommand):
         finally:
             if progress is not None:
                 progress.close()
-        observe_bill_run(elapsed_seconds=summary.elapsed_seconds, dry_run=summary.dry_run)
 
         if options["json"]:
             self.stdout.write(json.dumps(summary.as_dict()))
