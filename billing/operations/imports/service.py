@@ -10,10 +10,13 @@ external id, so importing the same file again updates instead of duplicating.
 
 import logging
 import time
+import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import date, datetime
 from pathlib import Path
+
+from django.db import transaction
 
 from ar.errors import ArError
 from ar.selectors import customer_id_for_external_id
@@ -34,6 +37,7 @@ from payments.services import payment_method_upsert
 from subscriptions.errors import SubscriptionsError
 from subscriptions.selectors import billed_start_dates_for_imports
 from subscriptions.services import plan_upsert, subscription_upsert_imported
+from subscriptions.services.common import ALIAS as SUBSCRIPTIONS_ALIAS
 
 logger = logging.getLogger(__name__)
 
@@ -99,6 +103,8 @@ def subscriptions_import(
     rows, rejections = _module_checks(validation.rows, tenant_id)
     rows, start_rejections = _billed_start_checks(rows, tenant_id, as_of if not backfill else None)
     rejections.extend(start_rejections)
+    rows, trial_rejections = _subscription_trial(rows, tenant_id, as_of if not backfill else None, now)
+    rejections.extend(trial_rejections)
     rejections = sorted([*validation.rejections, *rejections], key=lambda rejection: rejection.line_number)
 
     summary = ImportSummary(rows_read=len(table.records), dry_run=dry_run, rejections=rejections)
@@ -176,6 +182,94 @@ def _billed_start_checks(
     return kept, rejections
 
 
+class _TrialRollback(Exception):
+    """Raised to roll back the trial writes of ``_subscription_trial``."""
+
+
+def _subscription_trial(
+    rows: list[ImportRow], tenant_id: str, cutover: date | None, now: datetime
+) -> tuple[list[ImportRow], list[RowRejection]]:
+    """Write every plan and subscription in transactions that are rolled back; reject the rows that fail.
+
+    The subscriptions module also checks stored state that no row rule can
+    see: an inactive plan, a plan whose currency or interval is in use, a
+    canceled subscription. Running its own services here makes the dry run
+    report those rows, and rejects them before their customer and payment
+    method are written. A new customer gets a placeholder id, because the
+    subscriptions module checks only that the id is a UUID.
+
+    NOTE: the trial locks the tenant's plans and imported subscriptions until
+    it rolls back, so a bill run started meanwhile waits for it.
+    """
+    plan_failures: dict[str, str] = {}
+    row_failures: dict[int, str] = {}
+    try:
+        with transaction.atomic(using="default"), transaction.atomic(using=SUBSCRIPTIONS_ALIAS):
+            # The tenant's row is rolled back too; a new tenant's plans need it.
+            tenant_ensure(tenant_id=tenant_id, now=now)
+            # Rows sharing a plan code carry the same terms, checked by rows_validate.
+            for terms in {row.plan.code: row.plan for row in rows}.values():
+                try:
+                    with transaction.atomic(using=SUBSCRIPTIONS_ALIAS):
+                        _plan_upsert(terms, tenant_id, now)
+                except SubscriptionsError as error:
+                    plan_failures[terms.code] = f"plan {terms.code!r} was not saved: {error}"
+
+            for row in rows:
+                if row.plan.code in plan_failures:
+                    continue
+                customer_id = customer_id_for_external_id(tenant_id=tenant_id, external_id=row.external_id)
+                try:
+                    with transaction.atomic(using=SUBSCRIPTIONS_ALIAS):
+                        _subscription_upsert(row, tenant_id, customer_id or str(uuid.uuid4()), cutover, now)
+                except SubscriptionsError as error:
+                    row_failures[row.line_number] = f"subscription was not saved: {error}"
+            raise _TrialRollback
+    except _TrialRollback:
+        pass
+
+    kept, rejections = [], []
+    for row in rows:
+        reason = plan_failures.get(row.plan.code) or row_failures.get(row.line_number)
+        if reason is None:
+            kept.append(row)
+        else:
+            rejections.append(RowRejection(row.line_number, row.external_id, reason))
+    return kept, rejections
+
+
+def _plan_upsert(terms: PlanTerms, tenant_id: str, now: datetime) -> bool:
+    """Upsert the plan ``terms`` describe; return whether it was created."""
+    _, created = plan_upsert(
+        tenant_id=tenant_id,
+        code=terms.code,
+        name=terms.name,
+        amount_minor=terms.amount_minor,
+        currency=terms.currency,
+        interval=terms.interval,
+        interval_count=terms.interval_count,
+        now=now,
+    )
+    return created
+
+
+def _subscription_upsert(
+    row: ImportRow, tenant_id: str, customer_id: str, cutover: date | None, now: datetime
+) -> bool:
+    """Upsert the row's subscription; return whether it was created."""
+    _, created = subscription_upsert_imported(
+        tenant_id=tenant_id,
+        external_id=row.external_id,
+        customer_id=customer_id,
+        plan_code=row.plan.code,
+        start_date=_billing_start(row, cutover),
+        quantity=row.quantity,
+        price_override_minor=row.price_override_minor,
+        now=now,
+    )
+    return created
+
+
 def _plans_write(rows: list[ImportRow], tenant_id: str, now: datetime, summary: ImportSummary) -> list[ImportRow]:
     """Upsert each distinct plan once; reject the rows of a plan the module rejects."""
     plans: dict[str, PlanTerms] = {}
@@ -185,16 +279,7 @@ def _plans_write(rows: list[ImportRow], tenant_id: str, now: datetime, summary: 
     failed: dict[str, str] = {}
     for terms in plans.values():
         try:
-            _, created = plan_upsert(
-                tenant_id=tenant_id,
-                code=terms.code,
-                name=terms.name,
-                amount_minor=terms.amount_minor,
-                currency=terms.currency,
-                interval=terms.interval,
-                interval_count=terms.interval_count,
-                now=now,
-            )
+            created = _plan_upsert(terms, tenant_id, now)
         except SubscriptionsError as error:
             failed[terms.code] = f"plan {terms.code!r} was not saved: {error}"
             continue
@@ -243,23 +328,16 @@ def _rows_write(
                     now=now,
                 )
             step = "subscription"
-            _, created = subscription_upsert_imported(
-                tenant_id=tenant_id,
-                external_id=row.external_id,
-                customer_id=customer_id,
-                plan_code=row.plan.code,
-                start_date=_billing_start(row, cutover),
-                quantity=row.quantity,
-                price_override_minor=row.price_override_minor,
-                now=now,
-            )
+            created = _subscription_upsert(row, tenant_id, customer_id, cutover, now)
         except _MODULE_ERRORS as error:
             rejection = RowRejection(row.line_number, row.external_id, f"{step} was not saved: {error}")
             summary.rejections.append(rejection)
             if step != "customer":
                 # NOTE: modules live in separate databases, so one row's steps
-                # cannot share a transaction. Every step is an upsert, so
-                # importing the file again after the fix completes the row.
+                # cannot share a transaction. _subscription_trial ran these
+                # services before the first write, so only a change made by
+                # someone else since then gets here. Every step is an upsert,
+                # so importing the file again after the fix completes the row.
                 summary.partially_written.append(rejection)
             logger.warning(
                 "Import row on line %s rejected at the %s step: %s", row.line_number, step, error,

@@ -246,6 +246,37 @@ class TestDefaultLayout:
         assert customer_of("C-1") is None
         assert sum(subscription_counts_by_status().values()) == 0
 
+    def test_inactive_plan_rejects_row_whole(self, tmp_path):
+        from datetime import UTC, datetime
+
+        from subscriptions.services import plan_set_active
+
+        run_import(write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1")]))
+        plan_set_active(tenant_id=TENANT, code="basic", active=False, now=datetime(2026, 3, 31, tzinfo=UTC))
+        path = write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-2")], name="second.csv")
+        message = (
+            "line 2 (C-2) rejected: subscription was not saved: plan 'basic' in tenant 'acme' is inactive "
+            "and takes no new subscriptions; choose an active plan or reactivate this one"
+        )
+
+        dry_lines = run_import(path, "--dry-run", rejected=1)
+        lines = run_import(path, rejected=1)
+
+        assert dry_lines[0] == message
+        assert dry_lines[3] == "would be imported: 0"
+        assert lines[0] == message
+        assert not any("partly saved" in line for line in lines)
+        assert customer_of("C-2") is None
+
+    def test_dry_run_reports_plan_rejected_by_module(self, tmp_path):
+        run_import(write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1")]))
+        yearly = write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-2", interval="year")], name="yearly.csv")
+
+        lines = run_import(yearly, "--dry-run", rejected=1)
+
+        assert lines[0].startswith("line 2 (C-2) rejected: plan 'basic' was not saved: plan 'basic' has 1 subscription(s)")
+        assert lines[3] == "would be imported: 0"
+
     def test_plan_rejected_by_module_rejects_its_rows(self, tmp_path):
         run_import(write_csv(tmp_path, DEFAULT_HEADER, [default_row("C-1")]))
         yearly = write_csv(
