@@ -72,8 +72,8 @@ def lock_customer(*, customer_id: str, tenant_id: str | None = None) -> Customer
     except Customer.DoesNotExist:
         where = f" in tenant {tenant_id!r}" if tenant_id is not None else ""
         raise CustomerNotFound(
-            f"customer {customer_id!r} not found{where}; create it with customer_upsert "
-            "and use the id it returns"
+            f"customer {customer_id!r} not found{where}; create the customer first, "
+            "for example with POST /api/v1/customers, and use the id it returns"
         ) from None
 
 

@@ -147,7 +147,7 @@ class TestInvoiceRequestedFailures:
         assert dead.reason == DeadLetterReason.HANDLER_FAILED
         assert (
             f"ar.errors.CustomerNotFound: customer {missing!r} not found in tenant 'acme'; "
-            "create it with customer_upsert and use the id it returns"
+            "create the customer first, for example with POST /api/v1/customers, and use the id it returns"
         ) in dead.error
         assert not Invoice.objects.using("ar").exists()
         assert not ProcessedEvent.objects.using("ar").exists()

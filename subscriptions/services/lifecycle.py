@@ -387,7 +387,7 @@ def _reject_taken_external_id(*, tenant_id: str, external_id: str) -> None:
     if taken_by is not None:
         raise DuplicateExternalId(
             f"external_id {external_id!r} is already used by subscription {taken_by} in tenant "
-            f"{tenant_id!r}; update that subscription with subscription_upsert_imported instead"
+            f"{tenant_id!r}; update that subscription instead of creating another"
         )
 
 

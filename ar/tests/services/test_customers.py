@@ -164,6 +164,7 @@ class TestCustomerCreditGrant:
             customer_credit_grant(customer_id=missing, currency="USD", amount_minor=100, note="x", now=NOW)
 
         assert str(raised.value) == (
-            f"customer {missing!r} not found; create it with customer_upsert and use the id it returns"
+            f"customer {missing!r} not found; create the customer first, for example with "
+            "POST /api/v1/customers, and use the id it returns"
         )
         assert not CustomerCreditEntry.objects.using("ar").exists()

@@ -418,8 +418,8 @@ class TestInvoiceRequestValidation:
             )
 
         assert str(raised.value) == (
-            f"customer {missing!r} not found in tenant 'acme'; create it with customer_upsert "
-            "and use the id it returns"
+            f"customer {missing!r} not found in tenant 'acme'; create the customer first, "
+            "for example with POST /api/v1/customers, and use the id it returns"
         )
         assert raised.value.code == "customer_not_found"
         assert row_counts() == counts

@@ -216,7 +216,7 @@ class TestSubscriptionCreate:
         assert raised.value.code == "duplicate_external_id"
         assert str(raised.value) == (
             f"external_id 'legacy-1' is already used by subscription {first.id} in tenant 'acme'; "
-            "update that subscription with subscription_upsert_imported instead"
+            "update that subscription instead of creating another"
         )
         assert Subscription.objects.using(ALIAS).count() == 1
         assert len(outbox_payloads(CREATED)) == 1
