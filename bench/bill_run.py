@@ -7,7 +7,7 @@ on the server of DATABASE_URL and a throwaway nats-server. The
 `bill_run` runs as its own process, and the clock starts with it. This
 process looks at the flow once per --poll seconds and reports:
 
-- invoices created: seconds until AR holds one invoice per subscription;
+- invoices created: seconds until AR has one invoice per subscription;
 - settled: seconds until the bill run process exited, every outbox is
   drained, every durable consumer has nothing pending or unacknowledged, and
   every invoice's payment succeeded or waits for a retry; confirmed by the

@@ -323,8 +323,8 @@ class WorkerPool:
         """Return True at most once per CONNECTION_CHECK_SECONDS for each thread.
 
         close_old_connections() drops a connection past its CONN_MAX_AGE and
-        makes the next query run a health check first; once a second per thread
-        is enough, where once per lane would cost a round trip per message.
+        makes the next query run a health check first. Once per lane it would
+        cost a round trip for nearly every message.
         """
         now = time.monotonic()
         if now - self._checked_at.get(executor, float("-inf")) < CONNECTION_CHECK_SECONDS:

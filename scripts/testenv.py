@@ -122,7 +122,7 @@ def _postgres_answers(url: str) -> bool:
 
 
 def _postgres_problem(url: str) -> str | None:
-    """Return why PostgreSQL at ``url`` cannot be used, or None when it answers."""
+    """Return why PostgreSQL at ``url`` cannot be used, or None when it accepts a query."""
     try:
         import psycopg
     except ImportError as error:

@@ -107,9 +107,9 @@ EVENTBUS = {
     ],
     "RELAY_BATCH_SIZE": env_int("EVENTBUS_RELAY_BATCH_SIZE", default=500),
     "FETCH_BATCH_SIZE": env_int("EVENTBUS_FETCH_BATCH_SIZE", default=100),
-    # Worker threads, each with its own database connection, that apply one
-    # module's messages in a consumer process; one aggregate's messages of a
-    # fetch stay on one thread, in stream order.
+    # Worker threads per module in a consumer process, each with its own
+    # database connection. One aggregate's messages of a fetch stay on one
+    # thread, in stream order.
     "CONSUMER_CONCURRENCY": env_int("EVENTBUS_CONSUMER_CONCURRENCY", default=4),
     # Published outbox rows are purged after this; it must exceed the
     # duplicate window so a re-publish is still recognised as a duplicate.

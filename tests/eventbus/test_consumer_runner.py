@@ -74,7 +74,7 @@ class TestConcurrency:
         assert probe_consumer().num_redelivered == 0
         assert {effect.event_id for effect in ProbeEffect.objects.using(ALIAS)} == {e.event_id for e in envelopes}
 
-    def test_one_concurrent_worker_applies_them_one_at_a_time(self, settings, nats_bus, rendezvous):
+    def test_single_worker_applies_serially(self, settings, nats_bus, rendezvous):
         settings.EVENTBUS = {**settings.EVENTBUS, "CONSUMER_CONCURRENCY": 1}
         publish_probe("meet alone", aggregate_id="meet-0", event_type=events.RENDEZVOUS)
         publish_probe("meet alone", aggregate_id="meet-1", event_type=events.RENDEZVOUS)

@@ -74,7 +74,7 @@ class TestFollowingRelay:
             )
         finally:
             stop.set()
-            # One more insert ends the relay's wait, so it sees the stop at once.
+            # One more insert ends the relay's wait, so it checks the stop flag at once.
             publish_probe("stop the relay", aggregate_id="agg-stop")
             relay.join(timeout=20)
         assert not relay.is_alive()

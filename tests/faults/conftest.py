@@ -7,30 +7,13 @@ import pytest
 from django.conf import settings
 
 from billing.invariants import invariants_check
-from eventbus.backends import get_bus, reset_bus
-from tests.eventbus.conftest import FAST_BUS
-from tests.support import NatsServer, manage_py_process
+
+# The bus tests' throwaway nats-server and the NATS backend on it.
+from tests.eventbus.conftest import nats_server, restartable_bus  # noqa: F401
+from tests.support import manage_py_process
 
 # Seconds a stopped process started by a test has to exit before it is killed.
 STOP_TIMEOUT_SECONDS = 20
-
-
-@pytest.fixture
-def nats_server():
-    """A throwaway nats-server that a test may stop, wipe and start, never the shared one."""
-    server = NatsServer()
-    server.start()
-    yield server
-    server.cleanup()
-
-
-@pytest.fixture
-def server_bus(settings, nats_server):
-    """The NATS backend on the throwaway server of ``nats_server``."""
-    settings.EVENTBUS = {**settings.EVENTBUS, **FAST_BUS, "BACKEND": "nats", "NATS_URLS": [nats_server.url]}
-    reset_bus()
-    yield get_bus()
-    reset_bus()
 
 
 def bus_environment(nats_url: str) -> dict[str, str]:

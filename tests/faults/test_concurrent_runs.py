@@ -83,7 +83,7 @@ def outbox_pending() -> int:
 
 
 class TestConcurrentRuns:
-    def test_two_bill_runs_and_two_relays(self, server_bus, nats_server, processes):
+    def test_two_bill_runs_and_two_relays(self, restartable_bus, nats_server, processes):
         from ar.models import Invoice
         from subscriptions.models import BillingPeriod, Subscription
 

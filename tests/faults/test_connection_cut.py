@@ -50,10 +50,10 @@ def probe_consumer(nats_server):
 
 
 class TestConsumerConnectionCut:
-    def test_cut_transaction_is_redelivered_and_applied_once(self, server_bus, nats_server, processes):
+    def test_cut_transaction_is_redelivered_and_applied_once(self, restartable_bus, nats_server, processes):
         ProbeSwitch.objects.using(ALIAS).create(name="slow-seconds", seconds=HANDLER_SECONDS)
         slow = [publish_probe(f"slow {n}", aggregate_id=f"slow-{n}", event_type=events.SLOW) for n in range(3)]
-        assert relay_outbox(module="probe", bus=server_bus).published == 3
+        assert relay_outbox(module="probe", bus=restartable_bus).published == 3
         consumer = processes.start(
             "consumer", "run_consumers", "--module", "probe", env=bus_environment(nats_server.url)
         )
@@ -73,7 +73,7 @@ class TestConsumerConnectionCut:
         )
         # The same process, never restarted, goes on consuming.
         later = [publish_probe(f"later {n}", aggregate_id=f"later-{n}") for n in range(5)]
-        assert relay_outbox(module="probe", bus=server_bus).published == 5
+        assert relay_outbox(module="probe", bus=restartable_bus).published == 5
         wait_for(
             lambda: ProbeEffect.objects.using(ALIAS).count() >= 8, timeout=30,
             message="events published after the cut applied",

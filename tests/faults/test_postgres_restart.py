@@ -87,7 +87,7 @@ def outbox_counts(postgres_server: PostgresServer) -> dict[str, int]:
 
 
 class TestPostgresRestart:
-    def test_relay_recovers_and_publishes_each_row_once(self, server_bus, postgres_server, nats_server, processes):
+    def test_relay_recovers_and_publishes_each_row_once(self, restartable_bus, postgres_server, nats_server, processes):
         environment = {
             **bus_environment(nats_server.url),
             "DATABASE_URL": postgres_server.url,

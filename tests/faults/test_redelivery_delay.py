@@ -34,7 +34,7 @@ DEAD_LETTER_WITHIN_SECONDS = 15
 
 
 @pytest.fixture
-def long_ack_wait_bus(settings, server_bus):
+def long_ack_wait_bus(settings, restartable_bus):
     """The throwaway server's bus with an ack wait far longer than the handler backoff."""
     settings.EVENTBUS = {
         **settings.EVENTBUS,

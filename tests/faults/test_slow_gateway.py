@@ -41,7 +41,7 @@ IN_PROCESS_MODULES = ("subscriptions", "ar", "notifications")
 
 
 @pytest.fixture
-def slow_bus(settings, server_bus):
+def slow_bus(settings, restartable_bus):
     """The throwaway server's bus with an ack wait short enough for a stalled charge to outlast it."""
     settings.EVENTBUS = {**settings.EVENTBUS, "ACK_WAIT_SECONDS": ACK_WAIT_SECONDS}
     reset_bus()

@@ -99,14 +99,14 @@ def consumer_caught_up(url: str, consumer: str) -> bool:
 
 class TestStreamLoss:
     @pytest.mark.parametrize("lost", ["stream", "store"])
-    def test_republish_applies_each_event_once(self, server_bus, nats_server, tmp_path, lost):
+    def test_republish_applies_each_event_once(self, restartable_bus, nats_server, tmp_path, lost):
         since = timezone.now() - timedelta(seconds=1)
         applied = publish_round(1)
         with consumers_running():
-            assert relay_outbox(module="probe", bus=server_bus).published == 10
+            assert relay_outbox(module="probe", bus=restartable_bus).published == 10
             wait_for(lambda: ProbeEffect.objects.using(ALIAS).count() == 10, timeout=30, message="round 1 applied")
         unapplied = publish_round(2)
-        assert relay_outbox(module="probe", bus=server_bus).published == 10
+        assert relay_outbox(module="probe", bus=restartable_bus).published == 10
         assert stream_message_count(nats_server.url, STREAM) == 20
 
         nats_server.stop()

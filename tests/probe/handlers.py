@@ -50,7 +50,7 @@ def handle_slow(envelope, payload) -> None:
 
 
 # Two RENDEZVOUS handlers finish only when they run at the same time, on two
-# worker threads of one process; otherwise the barrier times out and raises.
+# worker threads of one process. Otherwise the barrier times out and raises.
 rendezvous = threading.Barrier(2, timeout=10)
 
 
