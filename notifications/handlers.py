@@ -15,7 +15,7 @@ from eventbus.envelope import Envelope
 from eventbus.registry import HandlerRegistry
 from notifications import contexts
 from notifications.errors import CustomerNotFound, CustomerTenantMismatch
-from notifications.models import NotificationStatus, NotificationTemplate
+from notifications.models import Notification, NotificationStatus, NotificationTemplate
 from notifications.selectors import invoice_number_for
 from notifications.services import notification_create, notification_send
 from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded
@@ -119,10 +119,9 @@ def _record_and_send_after_commit(envelope: Envelope, **fields) -> None:
         **fields,
     )
     if created and notification.status == NotificationStatus.PENDING:
-        notification_id = str(notification.id)
 
         def send_notification() -> None:
-            send_after_commit(notification_id)
+            send_after_commit(notification)
 
         # robust=True logs an error here instead of failing the handler that
         # already committed. The row stays pending for notifications_send_pending.
@@ -132,10 +131,13 @@ def _record_and_send_after_commit(envelope: Envelope, **fields) -> None:
         transaction.on_commit(send_notification, using=ALIAS, robust=True)
 
 
-def send_after_commit(notification_id: str) -> None:
+def send_after_commit(notification: Notification) -> None:
     """Send a notification whose handler transaction committed.
 
-    The send happens after the event's own time, so it reads the clock
-    rather than using ``envelope.occurred_at``.
+    ``notification`` is the row the handler inserted, so the send does not
+    read it again. The send happens after the event's own time, so it reads
+    the clock rather than using ``envelope.occurred_at``.
     """
-    notification_send(notification_id=notification_id, now=timezone.now())
+    notification_send(
+        notification_id=str(notification.id), notification=notification, now=timezone.now()
+    )

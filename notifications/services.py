@@ -4,14 +4,22 @@ Exactly one email per event and template:
 
 1. ``notification_create`` inserts the rendered email as a pending row in the
    transaction of the handler that applied the event. A redelivered event is
-   skipped by the inbox, and a replayed one finds the row (unique on
-   source event and template) and changes nothing.
+   skipped by the inbox. A replayed one conflicts with the row (unique on
+   source event and template), so its INSERT ... ON CONFLICT DO NOTHING
+   changes nothing.
 2. After that transaction commits, ``notification_send`` claims the row,
    hands the email to Django's email backend outside any transaction, then
    marks the row sent or failed in a second short transaction that also
    appends notifications.notification.sent or .failed to the outbox.
 3. ``notifications_send_pending`` sends the rows left pending, because the
    process died after the commit of step 1 or during step 2.
+
+Each write of step 2 is one UPDATE conditioned on the row's ``version``,
+which every write increments. The UPDATE changes the row only when it is
+still as the sender last read or wrote it, so PostgreSQL serialises two
+senders on the row lock and the second one matches no row. A sender that
+matches no row, or holds only the notification id, reads the row with
+SELECT ... FOR UPDATE and decides from what it finds.
 
 NOTE: a customer can get the same email twice in one case only. When the
 process crashes after the email backend accepted the email and before step 2
@@ -29,7 +37,7 @@ from typing import Any
 
 from django.core.exceptions import ValidationError
 from django.core.validators import validate_email
-from django.db import transaction
+from django.db import connections, transaction
 from django.db.models import Q
 
 from eventbus.outbox import outbox_append
@@ -88,38 +96,40 @@ def notification_create(
     if template not in NotificationTemplate.values:
         raise UnknownTemplate(template, NotificationTemplate.values)
 
-    with transaction.atomic(using=ALIAS):
-        existing = (
-            Notification.objects.using(ALIAS)
-            .filter(source_event_id=source_event_id, template=template)
-            .first()
-        )
-        if existing is not None:
+    rendered = render_email(template, context)
+    error = _recipient_error(customer_id, recipient)
+    notification = Notification(
+        tenant_id=tenant_id,
+        source_event_id=source_event_id,
+        source_event_type=source_event_type,
+        correlation_id=correlation_id,
+        template=template,
+        customer_id=customer_id,
+        recipient=recipient,
+        invoice_id=invoice_id,
+        invoice_number=invoice_number,
+        subject=rendered.subject,
+        body_text=rendered.body_text,
+        body_html=rendered.body_html,
+        status=NotificationStatus.FAILED if error else NotificationStatus.PENDING,
+        error=error,
+        created_at=now,
+    )
+
+    # Inside a handler's transaction a savepoint would cost two statements and
+    # protect nothing, because every error here propagates, and Django then
+    # rolls back to the enclosing savepoint or rolls back the transaction.
+    with transaction.atomic(using=ALIAS, savepoint=False):
+        if not _insert_unless_recorded(notification):
+            existing = Notification.objects.using(ALIAS).get(
+                source_event_id=source_event_id, template=template
+            )
             logger.info(
                 "Notification already recorded for this event, skipped",
                 extra={"notification_id": str(existing.id), "event_id": str(source_event_id)},
             )
             return existing, False
 
-        rendered = render_email(template, context)
-        error = _recipient_error(customer_id, recipient)
-        notification = Notification.objects.using(ALIAS).create(
-            tenant_id=tenant_id,
-            source_event_id=source_event_id,
-            source_event_type=source_event_type,
-            correlation_id=correlation_id,
-            template=template,
-            customer_id=customer_id,
-            recipient=recipient,
-            invoice_id=invoice_id,
-            invoice_number=invoice_number,
-            subject=rendered.subject,
-            body_text=rendered.body_text,
-            body_html=rendered.body_html,
-            status=NotificationStatus.FAILED if error else NotificationStatus.PENDING,
-            error=error,
-            created_at=now,
-        )
         if error:
             logger.warning(
                 "Notification not sent: %s", error, extra=_log_extra(notification)
@@ -129,18 +139,33 @@ def notification_create(
 
 
 def notification_send(
-    *, notification_id: str, now: datetime, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    *,
+    notification_id: str,
+    now: datetime,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    notification: Notification | None = None,
 ) -> Notification:
     """Send one pending notification's email and record the outcome.
 
     Do nothing when the row is no longer pending, or when another attempt
     started less than ``lease_seconds`` ago and may still be sending. A
     backend error marks the row failed with the error; it is not retried.
-    Return the notification as it is afterwards. Raises ``NotificationNotFound``.
+    Passing ``notification``, the row as the caller last read or wrote it
+    (such as the one ``notification_create`` returned), saves reading it
+    again, and it is updated in place. Return the notification as it is
+    afterwards.
+    Raises ``NotificationNotFound``, and ``ValueError`` when ``notification``
+    has another id than ``notification_id``.
     """
-    notification = _claim(notification_id, now, lease_seconds)
-    if notification is None:
-        return Notification.objects.using(ALIAS).get(id=notification_id)
+    if notification is not None and str(notification.id) != str(notification_id):
+        raise ValueError(
+            f"notification_id {notification_id} differs from the id {notification.id} of the "
+            "notification passed; pass the id of that notification"
+        )
+
+    notification, claimed = _claim(notification_id, notification, now, lease_seconds)
+    if not claimed:
+        return notification
 
     message = build_message(
         notification_id=str(notification.id),
@@ -161,7 +186,7 @@ def notification_send(
         if accepted != 1:
             error = f"the email backend accepted {accepted} messages instead of 1"
 
-    return _record_outcome(notification.id, now, error)
+    return _record_outcome(notification, now, error)
 
 
 def notifications_send_pending(*, now: datetime, older_than_seconds: int = 60) -> int:
@@ -208,6 +233,37 @@ def _due_for_sending(now: datetime, older_than_seconds: int) -> list[str]:
     ]
 
 
+def _insert_unless_recorded(notification: Notification) -> bool:
+    """Insert ``notification`` unless its event and template have a row already; return whether it was inserted.
+
+    One INSERT ... ON CONFLICT DO NOTHING RETURNING takes the place of a
+    SELECT for the existing row followed by an INSERT, and the ORM has no
+    form of it that reports whether the row was inserted. A concurrent insert
+    of the same event and template makes this wait for that transaction, and
+    then it inserts nothing if that transaction committed. PostgreSQL and
+    SQLite 3.35 or later run this statement.
+    """
+    connection = connections[ALIAS]
+    quote_name = connection.ops.quote_name
+    fields = Notification._meta.concrete_fields
+    columns = ", ".join(quote_name(field.column) for field in fields)
+    placeholders = ", ".join(["%s"] * len(fields))
+    values = [field.get_db_prep_save(field.pre_save(notification, add=True), connection) for field in fields]
+    table = quote_name(Notification._meta.db_table)
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
+            f"ON CONFLICT ({quote_name('source_event_id')}, {quote_name('template')}) DO NOTHING "
+            f"RETURNING {quote_name('id')}",
+            values,
+        )
+        inserted = cursor.fetchone() is not None
+    if inserted:
+        notification._state.adding = False
+        notification._state.db = ALIAS
+    return inserted
+
+
 def _recipient_error(customer_id: str, recipient: str) -> str:
     if not recipient:
         return f"customer {customer_id} has no email address"
@@ -218,8 +274,57 @@ def _recipient_error(customer_id: str, recipient: str) -> str:
     return ""
 
 
-def _claim(notification_id: str, now: datetime, lease_seconds: int) -> Notification | None:
-    """Count a send attempt on a pending row and return it, or return None if it is not ours to send."""
+def _claim(
+    notification_id: str, known: Notification | None, now: datetime, lease_seconds: int
+) -> tuple[Notification, bool]:
+    """Count a send attempt on a pending row, and return the row with whether this attempt may send it.
+
+    A ``known`` row that looks free is claimed with one UPDATE guarded by its
+    version. Otherwise, or when the row changed since, it is read under a lock.
+    """
+    lease_start = now - timedelta(seconds=lease_seconds)
+    if known is not None and _is_claimable(known, lease_start):
+        changes = {"attempts": known.attempts + 1, "last_attempt_at": now}
+        if _update_if_unchanged(known, **changes):
+            return known, True
+
+    return _claim_locked(notification_id, now, lease_start)
+
+
+def _is_claimable(notification: Notification, lease_start: datetime) -> bool:
+    return (
+        notification.status == NotificationStatus.PENDING
+        and (notification.last_attempt_at is None or notification.last_attempt_at < lease_start)
+        and notification.attempts < MAX_SEND_ATTEMPTS
+    )
+
+
+def _update_if_unchanged(notification: Notification, **changes: Any) -> bool:
+    """Write ``changes`` and a new version to the row if its version is still ``notification.version``.
+
+    On success, apply the same changes to ``notification`` and return True.
+    Because every write increments the version, a matching version means the
+    row equals ``notification``. The UPDATE locks the row, so of two
+    concurrent writers holding the same version only the first matches.
+    """
+    version = notification.version + 1
+    updated = (
+        Notification.objects.using(ALIAS)
+        .filter(id=notification.id, version=notification.version)
+        .update(**changes, version=version)
+    )
+    if updated == 0:
+        return False
+
+    for field, value in changes.items():
+        setattr(notification, field, value)
+    notification.version = version
+    return True
+
+
+def _claim_locked(
+    notification_id: str, now: datetime, lease_start: datetime
+) -> tuple[Notification, bool]:
     with transaction.atomic(using=ALIAS):
         notification = (
             Notification.objects.using(ALIAS).select_for_update().filter(id=notification_id).first()
@@ -227,15 +332,14 @@ def _claim(notification_id: str, now: datetime, lease_seconds: int) -> Notificat
         if notification is None:
             raise NotificationNotFound(str(notification_id))
         if notification.status != NotificationStatus.PENDING:
-            return None
+            return notification, False
 
-        lease_start = now - timedelta(seconds=lease_seconds)
         if notification.last_attempt_at is not None and notification.last_attempt_at >= lease_start:
             logger.info(
                 "Notification is being sent by another attempt, skipped",
                 extra=_log_extra(notification),
             )
-            return None
+            return notification, False
 
         if notification.attempts >= MAX_SEND_ATTEMPTS:
             notification.status = NotificationStatus.FAILED
@@ -247,38 +351,46 @@ def _claim(notification_id: str, now: datetime, lease_seconds: int) -> Notificat
             notification.save(update_fields=["status", "error", "version"])
             logger.warning("Notification not sent: %s", notification.error, extra=_log_extra(notification))
             _append_outcome(notification, now)
-            return None
+            return notification, False
 
         notification.attempts += 1
         notification.last_attempt_at = now
         notification.version += 1
         notification.save(update_fields=["attempts", "last_attempt_at", "version"])
-    return notification
+    return notification, True
 
 
-def _record_outcome(notification_id, now: datetime, error: str) -> Notification:
+def _record_outcome(claimed: Notification, now: datetime, error: str) -> Notification:
+    """Mark the row this attempt claimed sent or failed, and append the matching event.
+
+    The outcome is written with one UPDATE while the row is still as this
+    attempt left it. When another attempt changed the row, it is read under a
+    lock, and the outcome is recorded only if the row is still pending.
+    """
+    if error:
+        outcome = {"status": NotificationStatus.FAILED, "error": error[:MAX_ERROR_LENGTH]}
+    else:
+        outcome = {"status": NotificationStatus.SENT, "sent_at": now, "error": ""}
+
     with transaction.atomic(using=ALIAS):
-        notification = Notification.objects.using(ALIAS).select_for_update().get(id=notification_id)
-        if notification.status != NotificationStatus.PENDING:
-            # Only an attempt that outlived its lease gets here: a later
-            # attempt took the row over and already recorded its outcome.
-            logger.warning(
-                "Notification outcome already recorded by another attempt; this attempt's "
-                "outcome (%s) is dropped",
-                error or "sent",
-                extra=_log_extra(notification),
-            )
-            return notification
+        notification = claimed
+        if not _update_if_unchanged(notification, **outcome):
+            notification = Notification.objects.using(ALIAS).select_for_update().get(id=claimed.id)
+            if notification.status != NotificationStatus.PENDING:
+                # Only an attempt that outlived its lease gets here: a later
+                # attempt took the row over and already recorded its outcome.
+                logger.warning(
+                    "Notification outcome already recorded by another attempt; this attempt's "
+                    "outcome (%s) is dropped",
+                    error or "sent",
+                    extra=_log_extra(notification),
+                )
+                return notification
 
-        if error:
-            notification.status = NotificationStatus.FAILED
-            notification.error = error[:MAX_ERROR_LENGTH]
-        else:
-            notification.status = NotificationStatus.SENT
-            notification.sent_at = now
-            notification.error = ""
-        notification.version += 1
-        notification.save(update_fields=["status", "error", "sent_at", "version"])
+            for field, value in outcome.items():
+                setattr(notification, field, value)
+            notification.version += 1
+            notification.save(update_fields=[*outcome, "version"])
         _append_outcome(notification, now)
 
     if error:

@@ -5,7 +5,8 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
 
 from ar.events import INVOICE_FINALIZED
 from eventbus.backends import OutgoingMessage, get_bus, reset_bus
@@ -34,6 +35,7 @@ from notifications.tests.factories import (
     deliver_to_notifications,
     envelope_for,
 )
+from notifications.tests.support import statements
 from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED
 from subscriptions.events import SUBSCRIPTION_CANCELED
 
@@ -401,6 +403,54 @@ class TestHandlerErrors:
         assert not ProcessedEvent.objects.using(ALIAS).exists()
         assert not OutboxEvent.objects.using(ALIAS).exists()
         assert mailoutbox == []
+
+
+# Counted outside a test transaction, so transactions show as BEGIN and
+# COMMIT, as they do in a consumer process.
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestQueryCount:
+    def test_invoice_email_recorded_and_sent(self, mailoutbox):
+        envelope = envelope_for(INVOICE_FINALIZED, InvoiceFinalizedFactory())
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            result = deliver_to_notifications(envelope)
+
+        assert result.disposition is Disposition.ACK
+        assert len(mailoutbox) == 1
+        assert statements(queries) == [
+            "BEGIN",
+            "INSERT notifications_processedevent",
+            "INSERT notifications_notification",
+            "COMMIT",
+            "UPDATE notifications_notification",
+            "BEGIN",
+            "UPDATE notifications_notification",
+            "INSERT notifications_outboxevent",
+            "COMMIT",
+        ]
+
+    def test_receipt_recorded_and_sent(self, contacts, mailoutbox):
+        payment = PaymentSucceededFactory()
+        contacts[payment.customer_id] = Contact(customer_id=payment.customer_id)
+        envelope = envelope_for(PAYMENT_SUCCEEDED, payment)
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            result = deliver_to_notifications(envelope)
+
+        assert result.disposition is Disposition.ACK
+        assert len(mailoutbox) == 1
+        assert statements(queries) == [
+            "BEGIN",
+            "INSERT notifications_processedevent",
+            "SELECT notifications_notification",
+            "INSERT notifications_notification",
+            "COMMIT",
+            "UPDATE notifications_notification",
+            "BEGIN",
+            "UPDATE notifications_notification",
+            "INSERT notifications_outboxevent",
+            "COMMIT",
+        ]
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)

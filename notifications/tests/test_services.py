@@ -3,10 +3,12 @@ import uuid
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import connections, transaction
+from django.db.models import F
+from django.test.utils import CaptureQueriesContext
 
 from eventbus.envelope import Envelope
-from notifications import contexts
+from notifications import contexts, services
 from notifications.errors import NotificationNotFound, UnknownTemplate
 from notifications.models import Notification, NotificationStatus, OutboxEvent
 from notifications.services import (
@@ -21,6 +23,7 @@ from notifications.tests.factories import (
     NotificationFactory,
     SubscriptionCanceledFactory,
 )
+from notifications.tests.support import statements
 from tests.support import free_port
 
 pytestmark = pytest.mark.django_db(databases="__all__")
@@ -47,6 +50,29 @@ def unreachable_smtp(settings):
     settings.EMAIL_HOST = "127.0.0.1"
     settings.EMAIL_PORT = free_port()
     settings.EMAIL_TIMEOUT = 5
+
+
+@pytest.fixture
+def during_send(monkeypatch):
+    """Run a function while the email backend sends, as a concurrent attempt would."""
+
+    def install(action):
+        build_message = services.build_message
+
+        def build(**fields):
+            message = build_message(**fields)
+            send = message.send
+
+            def send_after_action(**options):
+                action()
+                return send(**options)
+
+            message.send = send_after_action
+            return message
+
+        monkeypatch.setattr(services, "build_message", build)
+
+    return install
 
 
 def create(**overrides):
@@ -91,6 +117,17 @@ class TestNotificationCreate:
         assert second.id == first.id
         assert second.recipient == "grace@example.com"
         assert notifications().count() == 1
+
+    def test_repeat_of_failed_recipient_appends_nothing(self):
+        source_event_id = str(uuid.uuid4())
+        first, _ = create(source_event_id=source_event_id, recipient="")
+
+        second, created = create(source_event_id=source_event_id, recipient="")
+
+        assert created is False
+        assert second.id == first.id
+        assert second.status == NotificationStatus.FAILED
+        assert outbox("notifications.notification.failed").count() == 1
 
     def test_same_event_other_template_recorded(self):
         source_event_id = str(uuid.uuid4())
@@ -229,6 +266,91 @@ class TestNotificationSend:
         assert mailoutbox == []
         assert outbox("notifications.notification.failed").count() == 1
 
+    def test_sends_row_passed(self, mailoutbox):
+        created, _ = create()
+
+        notification = notification_send(notification_id=str(created.id), notification=created, now=NOW)
+
+        assert notification is created
+        assert notification.status == NotificationStatus.SENT
+        assert notification.attempts == 1
+        assert notification.version == 3
+        stored = notifications().get(id=created.id)
+        assert stored.status == NotificationStatus.SENT
+        assert stored.sent_at == NOW
+        assert stored.last_attempt_at == NOW
+        assert stored.attempts == 1
+        assert stored.version == 3
+        assert len(mailoutbox) == 1
+        assert outbox("notifications.notification.sent").get().aggregate_version == 3
+
+    def test_stale_row_passed_read_again(self, mailoutbox):
+        created, _ = create()
+        notification_send(notification_id=str(created.id), now=NOW)
+
+        notification = notification_send(
+            notification_id=str(created.id), notification=created, now=NOW + timedelta(hours=1)
+        )
+
+        assert notification.status == NotificationStatus.SENT
+        assert notification.sent_at == NOW
+        assert notification.attempts == 1
+        assert len(mailoutbox) == 1
+        assert outbox("notifications.notification.sent").count() == 1
+
+    def test_row_of_other_id_rejected(self, mailoutbox):
+        created, _ = create()
+        other = "0f5b7c9e-1111-4222-8333-944455556666"
+
+        with pytest.raises(ValueError) as raised:
+            notification_send(notification_id=other, notification=created, now=NOW)
+
+        assert str(raised.value) == (
+            f"notification_id {other} differs from the id {created.id} of the notification passed; "
+            "pass the id of that notification"
+        )
+        assert notifications().get(id=created.id).attempts == 0
+        assert mailoutbox == []
+
+    def test_outcome_recorded_after_takeover(self, during_send, mailoutbox):
+        created, _ = create()
+        # A later attempt claims the row while this one is still sending.
+        during_send(
+            lambda: notifications()
+            .filter(id=created.id)
+            .update(attempts=F("attempts") + 1, last_attempt_at=NOW, version=F("version") + 1)
+        )
+
+        notification = notification_send(notification_id=str(created.id), notification=created, now=NOW)
+
+        assert notification.status == NotificationStatus.SENT
+        assert notification.attempts == 2
+        assert notification.version == 4
+        assert notifications().get(id=created.id).status == NotificationStatus.SENT
+        assert outbox("notifications.notification.sent").get().aggregate_version == 4
+
+    def test_outcome_dropped_after_takeover_finished(self, during_send, mailoutbox):
+        created, _ = create()
+        # A later attempt claims the row and records its outcome while this one is still sending.
+        during_send(
+            lambda: notifications()
+            .filter(id=created.id)
+            .update(
+                status=NotificationStatus.FAILED,
+                error="TimeoutError: timed out",
+                attempts=F("attempts") + 1,
+                version=F("version") + 2,
+            )
+        )
+
+        notification = notification_send(notification_id=str(created.id), notification=created, now=NOW)
+
+        assert notification.status == NotificationStatus.FAILED
+        assert notification.error == "TimeoutError: timed out"
+        assert notification.version == 4
+        assert len(mailoutbox) == 1
+        assert not OutboxEvent.objects.using(ALIAS).exists()
+
     def test_unknown_id_raises(self):
         missing = "0f5b7c9e-1111-4222-8333-944455556666"
 
@@ -338,3 +460,44 @@ class TestConcurrentSends:
         assert notification.status == NotificationStatus.SENT
         assert notification.attempts == 1
         assert outbox("notifications.notification.sent").count() == 1
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestQueryCount:
+    def test_create_in_handler_transaction(self):
+        with transaction.atomic(using=ALIAS):
+            with CaptureQueriesContext(connections[ALIAS]) as queries:
+                create()
+
+        assert statements(queries) == ["INSERT notifications_notification"]
+
+    def test_send_of_row_passed(self):
+        created, _ = create()
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            notification_send(notification_id=str(created.id), notification=created, now=NOW)
+
+        assert statements(queries) == [
+            "UPDATE notifications_notification",
+            "BEGIN",
+            "UPDATE notifications_notification",
+            "INSERT notifications_outboxevent",
+            "COMMIT",
+        ]
+
+    def test_send_by_id(self):
+        created, _ = create()
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            notification_send(notification_id=str(created.id), now=NOW)
+
+        assert statements(queries) == [
+            "BEGIN",
+            "SELECT notifications_notification",
+            "UPDATE notifications_notification",
+            "COMMIT",
+            "BEGIN",
+            "UPDATE notifications_notification",
+            "INSERT notifications_outboxevent",
+            "COMMIT",
+        ]
