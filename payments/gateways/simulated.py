@@ -88,14 +88,16 @@ class SimulatedGateway(PaymentGateway):
         customer_id: str,
     ) -> GatewayResult:
         request = {"customer_id": customer_id, "token": token, "amount_minor": amount_minor, "currency": currency}
-        recorded = SimulatedCharge.objects.using(ALIAS).filter(idempotency_key=idempotency_key).first()
-        if recorded is not None:
-            return _replay(recorded, idempotency_key, request)
-
         if token == TOKEN_SLOW:
+            # A repeated key returns at once, without the delay.
+            recorded = SimulatedCharge.objects.using(ALIAS).filter(idempotency_key=idempotency_key).first()
+            if recorded is not None:
+                return _replay(recorded, idempotency_key, request)
             time.sleep(payments_settings().simulated_slow_seconds)
 
         outcome = self._decide(token=token, customer_id=customer_id)
+        # Insert without looking the key up first, since most keys are new:
+        # the unique index rejects a repeated key, which returns the recorded charge.
         try:
             with transaction.atomic(using=ALIAS):
                 charge = SimulatedCharge.objects.using(ALIAS).create(
@@ -109,7 +111,7 @@ class SimulatedGateway(PaymentGateway):
                     **request,
                 )
         except IntegrityError:
-            # A concurrent request with the same key recorded its charge first.
+            # A repeated key, or a concurrent request with the same key that recorded its charge first.
             recorded = SimulatedCharge.objects.using(ALIAS).get(idempotency_key=idempotency_key)
             return _replay(recorded, idempotency_key, request)
 

@@ -40,6 +40,13 @@ logger = logging.getLogger(__name__)
 ALIAS = "payments"
 NO_PAYMENT_METHOD = "no_payment_method"
 
+# The columns each step writes, so an UPDATE leaves the others alone.
+ATTEMPT_START_FIELDS = ["status", "attempt_count", "next_attempt_at", "version", "updated_at"]
+OUTCOME_PAYMENT_FIELDS = [
+    "status", "version", "updated_at", "succeeded_at", "failed_at", "first_failed_at", "next_attempt_at",
+]
+OUTCOME_ATTEMPT_FIELDS = ["status", "gateway_reference", "failure_code", "failure_message", "retryable", "finished_at"]
+
 
 def payment_attempt_charge(*, payment_id: str, now: datetime) -> Payment:
     """Charge the payment if it is due at ``now``, and return it.
@@ -67,7 +74,7 @@ def payment_attempt_charge(*, payment_id: str, now: datetime) -> Payment:
     result = _gateway_charge(gateway, payment, attempt)
     if result is None:
         return payment
-    return _attempt_finish(payment_id, attempt.number, result, now)
+    return _attempt_finish(payment, attempt, result, now)
 
 
 def attempt_idempotency_key(payment: Payment, number: int) -> str:
@@ -85,12 +92,18 @@ def _attempt_start(payment_id: str, now: datetime) -> tuple[Payment, PaymentAtte
             )
             return payment, None
 
-        attempt = (
-            payment.attempts.using(ALIAS)
-            .select_related("payment_method")
-            .filter(status=PaymentAttemptStatus.PROCESSING)
-            .first()
-        )
+        # Only a payment in processing has an attempt in processing, because
+        # both rows change status in one transaction under this lock. If that
+        # invariant ever breaks, the unique index payments_attempt_one_processing
+        # rejects the second attempt in processing below.
+        attempt = None
+        if payment.status == PaymentStatus.PROCESSING:
+            attempt = (
+                payment.attempts.using(ALIAS)
+                .select_related("payment_method")
+                .filter(status=PaymentAttemptStatus.PROCESSING)
+                .first()
+            )
         if attempt is not None:
             logger.info(
                 "Resuming attempt %s of payment %s, left in processing since %s",
@@ -122,7 +135,7 @@ def _attempt_start(payment_id: str, now: datetime) -> tuple[Payment, PaymentAtte
         payment.next_attempt_at = None
         payment.version += 1
         payment.updated_at = now
-        payment.save(using=ALIAS)
+        payment.save(using=ALIAS, update_fields=ATTEMPT_START_FIELDS)
 
         if method is None:
             # Nothing to charge, so the outcome is known without the gateway.
@@ -150,15 +163,38 @@ def _gateway_charge(gateway: PaymentGateway, payment: Payment, attempt: PaymentA
         return None
 
 
-def _attempt_finish(payment_id: str, number: int, result: GatewayResult, now: datetime) -> Payment:
-    """Transaction B: record the gateway's outcome unless another process already did."""
+def _attempt_finish(payment: Payment, attempt: PaymentAttempt, result: GatewayResult, now: datetime) -> Payment:
+    """Transaction B: record the gateway's outcome unless another process already did.
+
+    ``payment`` and ``attempt`` are the rows as transaction A left them.
+    """
     with transaction.atomic(using=ALIAS, durable=True):
-        payment = _lock_payment(payment_id)
-        attempt = payment.attempts.using(ALIAS).select_for_update().get(number=number)
+        read_version = payment.version
+        _set_outcome(payment, attempt, result, now)
+        # Every write of a payment increments its version, so a row still at
+        # the version of transaction A equals the copy in memory and still has
+        # this attempt in processing. The conditional UPDATE locks the row, so
+        # the other writers' SELECT ... FOR UPDATE waits as before, and no
+        # re-read is needed.
+        written = (
+            Payment.objects.using(ALIAS)
+            .filter(id=payment.id, version=read_version)
+            .update(**{field: getattr(payment, field) for field in OUTCOME_PAYMENT_FIELDS})
+        )
+        if written:
+            attempt.save(using=ALIAS, update_fields=OUTCOME_ATTEMPT_FIELDS)
+            _announce_outcome(payment, attempt, now)
+            return payment
+
+        # Another process changed the payment since transaction A, usually by
+        # recording this attempt's outcome first. Lock both rows and decide on
+        # their current state.
+        payment = _lock_payment(str(payment.id))
+        attempt = payment.attempts.using(ALIAS).select_for_update().get(number=attempt.number)
         if attempt.status != PaymentAttemptStatus.PROCESSING:
             logger.info(
                 "Attempt %s of payment %s was already recorded as %s by another process",
-                number, payment.id, attempt.status,
+                attempt.number, payment.id, attempt.status,
                 extra=_log_extra(payment, attempt),
             )
             return payment
@@ -168,13 +204,20 @@ def _attempt_finish(payment_id: str, number: int, result: GatewayResult, now: da
 
 def _record_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayResult, now: datetime) -> None:
     """Finish the attempt, move the payment on and append its event; the caller holds the lock."""
+    _set_outcome(payment, attempt, result, now)
+    attempt.save(using=ALIAS, update_fields=OUTCOME_ATTEMPT_FIELDS)
+    payment.save(using=ALIAS, update_fields=OUTCOME_PAYMENT_FIELDS)
+    _announce_outcome(payment, attempt, now)
+
+
+def _set_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayResult, now: datetime) -> None:
+    """Set the outcome fields of the attempt and the payment in memory, without writing them."""
     attempt.status = PaymentAttemptStatus.SUCCEEDED if result.succeeded else PaymentAttemptStatus.FAILED
     attempt.gateway_reference = result.reference
     attempt.failure_code = result.failure_code
     attempt.failure_message = result.failure_message
     attempt.retryable = result.retryable
     attempt.finished_at = now
-    attempt.save(using=ALIAS)
 
     payment.version += 1
     payment.updated_at = now
@@ -182,13 +225,6 @@ def _record_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayRe
         payment.status = PaymentStatus.SUCCEEDED
         payment.succeeded_at = now
         payment.next_attempt_at = None
-        payment.save(using=ALIAS)
-        _append_event(payment, PAYMENT_SUCCEEDED, _succeeded_payload(payment, attempt, now), now)
-        logger.info(
-            "Payment %s succeeded on attempt %s, gateway reference %s",
-            payment.id, attempt.number, result.reference,
-            extra=_log_extra(payment, attempt),
-        )
         return
 
     if payment.first_failed_at is None:
@@ -200,12 +236,24 @@ def _record_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayRe
     else:
         payment.status = PaymentStatus.RETRY_SCHEDULED
     payment.next_attempt_at = next_attempt_at
-    payment.save(using=ALIAS)
+
+
+def _announce_outcome(payment: Payment, attempt: PaymentAttempt, now: datetime) -> None:
+    """Append the outcome's event to the outbox and log it."""
+    if attempt.status == PaymentAttemptStatus.SUCCEEDED:
+        _append_event(payment, PAYMENT_SUCCEEDED, _succeeded_payload(payment, attempt, now), now)
+        logger.info(
+            "Payment %s succeeded on attempt %s, gateway reference %s",
+            payment.id, attempt.number, attempt.gateway_reference,
+            extra=_log_extra(payment, attempt),
+        )
+        return
+
     _append_event(payment, PAYMENT_FAILED, _failed_payload(payment, attempt, now), now)
     logger.warning(
         "Attempt %s of payment %s failed with %s; %s",
-        attempt.number, payment.id, result.failure_code,
-        "final" if next_attempt_at is None else f"next attempt at {next_attempt_at.isoformat()}",
+        attempt.number, payment.id, attempt.failure_code,
+        "final" if payment.next_attempt_at is None else f"next attempt at {payment.next_attempt_at.isoformat()}",
         extra=_log_extra(payment, attempt),
     )
 

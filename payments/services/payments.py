@@ -55,38 +55,34 @@ def payment_create(
     except InvalidMoney as error:
         raise InvalidCollectionRequest(str(error)) from None
 
-    with transaction.atomic(using=ALIAS):
+    try:
+        # Insert without looking for an existing payment first, since most
+        # requests are new: the unique indexes on the invoice and the key
+        # reject a repeat. The savepoint keeps the outer transaction (the
+        # handler's inbox row) usable after that.
+        with transaction.atomic(using=ALIAS):
+            payment = Payment.objects.using(ALIAS).create(
+                tenant_id=tenant_id,
+                invoice_id=invoice_id,
+                invoice_number=invoice_number,
+                customer_id=customer_id,
+                amount_minor=amount_minor,
+                currency=currency,
+                idempotency_key=idempotency_key,
+                status=PaymentStatus.PENDING,
+                next_attempt_at=now,
+                correlation_id=correlation_id or uuid.uuid4(),
+                request_event_id=request_event_id,
+                version=1,
+                created_at=now,
+                updated_at=now,
+            )
+    except IntegrityError:
         existing = _existing(invoice_id, idempotency_key)
-        if existing is not None:
-            _log_repeat(existing, invoice_id, amount_minor, currency, idempotency_key)
-            return existing, False
-
-        try:
-            # A savepoint, so losing a race on the unique indexes leaves the
-            # outer transaction (the handler's inbox row) usable.
-            with transaction.atomic(using=ALIAS):
-                payment = Payment.objects.using(ALIAS).create(
-                    tenant_id=tenant_id,
-                    invoice_id=invoice_id,
-                    invoice_number=invoice_number,
-                    customer_id=customer_id,
-                    amount_minor=amount_minor,
-                    currency=currency,
-                    idempotency_key=idempotency_key,
-                    status=PaymentStatus.PENDING,
-                    next_attempt_at=now,
-                    correlation_id=correlation_id or uuid.uuid4(),
-                    request_event_id=request_event_id,
-                    version=1,
-                    created_at=now,
-                    updated_at=now,
-                )
-        except IntegrityError:
-            existing = _existing(invoice_id, idempotency_key)
-            if existing is None:
-                raise
-            _log_repeat(existing, invoice_id, amount_minor, currency, idempotency_key)
-            return existing, False
+        if existing is None:
+            raise
+        _log_repeat(existing, invoice_id, amount_minor, currency, idempotency_key)
+        return existing, False
 
     logger.info(
         "Created payment %s for invoice %s: %s minor units of %s",

@@ -45,3 +45,22 @@ class TransactionProbeGateway(SimulatedGateway):
     def charge(self, **request) -> GatewayResult:
         TransactionProbeGateway.calls.append(connections["payments"].in_atomic_block)
         return super().charge(**request)
+
+
+class RacingChargeGateway(SimulatedGateway):
+    """Charges, then lets a second call of the same payment resume the attempt and record its outcome first."""
+
+    # Set by each test: whether the second call has run, and the time it charges at.
+    raced = False
+    now = None
+
+    def charge(self, **request) -> GatewayResult:
+        from payments.models import PaymentAttempt
+        from payments.services import payment_attempt_charge
+
+        result = super().charge(**request)
+        if not RacingChargeGateway.raced:
+            RacingChargeGateway.raced = True
+            attempt = PaymentAttempt.objects.using("payments").get(idempotency_key=request["idempotency_key"])
+            payment_attempt_charge(payment_id=str(attempt.payment_id), now=RacingChargeGateway.now)
+        return result

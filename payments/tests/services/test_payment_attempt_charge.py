@@ -1,12 +1,20 @@
 from datetime import timedelta
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from payments.errors import PaymentNotFound
 from payments.models import Payment, PaymentAttempt
 from payments.services import payment_attempt_charge
 from payments.tests.factories import REQUESTED_AT, PaymentFactory, PaymentMethodFactory
-from payments.tests.support import attempt_count, outbox_events, simulated_charge_count
+from payments.tests.faulty_gateways import RacingChargeGateway
+from payments.tests.support import (
+    attempt_count,
+    outbox_events,
+    simulated_charge_count,
+    statements_of,
+)
 
 pytestmark = pytest.mark.django_db(databases="__all__")
 
@@ -252,3 +260,76 @@ class TestGatewayWithoutOutcome:
         assert simulated_charge_count() == 1
         assert [event["event_type"] for event in outbox_events()] == ["payments.payment.succeeded"]
 
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestOutcomeRecordedMeanwhile:
+    def test_second_outcome_not_recorded(self, payments_settings):
+        payments_settings.PAYMENTS_GATEWAY = "payments.tests.faulty_gateways.RacingChargeGateway"
+        RacingChargeGateway.raced = False
+        RacingChargeGateway.now = NOW + timedelta(minutes=1)
+        payment = payment_paying_with("tok_success")
+
+        charged = payment_attempt_charge(payment_id=str(payment.id), now=NOW)
+
+        attempt = only_attempt(payment)
+        assert RacingChargeGateway.raced is True
+        assert charged.status == "succeeded"
+        assert charged.version == 3
+        # The racing call recorded the outcome at its own time.
+        assert charged.succeeded_at == NOW + timedelta(minutes=1)
+        assert attempt.status == "succeeded"
+        assert attempt.finished_at == NOW + timedelta(minutes=1)
+        assert simulated_charge_count() == 1
+        assert [event["event_type"] for event in outbox_events()] == ["payments.payment.succeeded"]
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestQueryCount:
+    """Committed transactions, so the captured statements are those of production."""
+
+    def test_first_charge_statements(self, payments_settings):
+        payment = payment_paying_with("tok_success")
+
+        with CaptureQueriesContext(connections["payments"]) as queries:
+            charged = payment_attempt_charge(payment_id=str(payment.id), now=NOW)
+
+        assert charged.status == "succeeded"
+        assert len(queries) == 14
+        assert statements_of(queries) == [
+            "BEGIN",  # transaction A
+            "SELECT payments_payment",
+            "SELECT payments_paymentmethod",
+            "INSERT payments_paymentattempt",
+            "UPDATE payments_payment",
+            "COMMIT",
+            "BEGIN",  # the simulated gateway
+            "INSERT payments_simulatedcharge",
+            "COMMIT",
+            "BEGIN",  # transaction B
+            "UPDATE payments_payment",
+            "UPDATE payments_paymentattempt",
+            "INSERT payments_outboxevent",
+            "COMMIT",
+        ]
+
+    def test_retry_statements(self, payments_settings):
+        payment = payment_paying_with("tok_insufficient_funds")
+        payment_attempt_charge(payment_id=str(payment.id), now=NOW)
+
+        with CaptureQueriesContext(connections["payments"]) as queries:
+            charged = payment_attempt_charge(payment_id=str(payment.id), now=NOW + timedelta(days=1))
+
+        assert charged.attempt_count == 2
+        assert len(queries) == 14
+
+    def test_updates_write_changed_columns(self, payments_settings):
+        payment = payment_paying_with("tok_success")
+
+        with CaptureQueriesContext(connections["payments"]) as queries:
+            payment_attempt_charge(payment_id=str(payment.id), now=NOW)
+
+        updates = [query["sql"] for query in queries.captured_queries if query["sql"].startswith("UPDATE")]
+        assert len(updates) == 3
+        for sql in updates:
+            assert '"amount_minor"' not in sql
+            assert '"idempotency_key"' not in sql

@@ -1,0 +1,81 @@
+import uuid
+
+import pytest
+from django.db import connections, transaction
+from django.test.utils import CaptureQueriesContext
+
+from payments.models import Payment
+from payments.services import payment_create
+from payments.tests.factories import REQUESTED_AT, new_id
+from payments.tests.support import statements_of
+
+# Committed transactions, so the captured statements are those of production.
+pytestmark = pytest.mark.django_db(databases="__all__", transaction=True)
+
+
+def create(invoice_id: str, idempotency_key: str) -> tuple[Payment, bool]:
+    return payment_create(
+        tenant_id="tenant-a",
+        invoice_id=invoice_id,
+        invoice_number="INV-2026-0042",
+        customer_id=new_id(),
+        amount_minor=2500,
+        currency="USD",
+        idempotency_key=idempotency_key,
+        now=REQUESTED_AT,
+        correlation_id=uuid.uuid4(),
+    )
+
+
+class TestPaymentCreate:
+    def test_repeated_invoice_returns_existing(self):
+        invoice_id = new_id()
+        payment, created = create(invoice_id, f"invoice:{invoice_id}:collection")
+
+        again, created_again = create(invoice_id, f"invoice:{invoice_id}:other")
+
+        assert created is True
+        assert created_again is False
+        assert again.id == payment.id
+        assert Payment.objects.using("payments").count() == 1
+
+    def test_repeated_key_returns_existing(self):
+        invoice_id = new_id()
+        payment, _ = create(invoice_id, "shared-key")
+
+        again, created_again = create(new_id(), "shared-key")
+
+        assert created_again is False
+        assert again.id == payment.id
+        assert Payment.objects.using("payments").count() == 1
+
+
+class TestQueryCount:
+    def test_new_payment_inserts_only(self):
+        # The collection handler calls the service inside its inbox transaction.
+        invoice_id = new_id()
+        with CaptureQueriesContext(connections["payments"]) as queries, transaction.atomic(using="payments"):
+            _, created = create(invoice_id, f"invoice:{invoice_id}:collection")
+
+        assert created is True
+        assert len(queries) == 5
+        assert statements_of(queries) == ["BEGIN", "SAVEPOINT", "INSERT payments_payment", "RELEASE", "COMMIT"]
+
+    def test_repeat_reads_existing_after_conflict(self):
+        invoice_id = new_id()
+        create(invoice_id, f"invoice:{invoice_id}:collection")
+
+        with CaptureQueriesContext(connections["payments"]) as queries, transaction.atomic(using="payments"):
+            _, created = create(invoice_id, f"invoice:{invoice_id}:collection")
+
+        assert created is False
+        assert len(queries) == 7
+        assert statements_of(queries) == [
+            "BEGIN",
+            "SAVEPOINT",
+            "INSERT payments_payment",
+            "ROLLBACK",
+            "RELEASE",
+            "SELECT payments_payment",
+            "COMMIT",
+        ]
