@@ -24,6 +24,7 @@ class BusSettings:
     relay_batch_size: int
     fetch_batch_size: int
     consumer_concurrency: int
+    consumer_group_size: int
     outbox_retention_seconds: int
     max_event_bytes: int
 
@@ -33,8 +34,17 @@ class BusSettings:
         return self.backoff_seconds[index]
 
 
+# The last EVENTBUS dict read and its validated settings. The consumer and
+# the outbox read the settings for every event, so they are built once per
+# dict; override_settings in tests replaces the dict.
+_cached: tuple[object, "BusSettings"] | None = None
+
+
 def bus_settings() -> BusSettings:
+    global _cached
     raw = settings.EVENTBUS
+    if _cached is not None and _cached[0] is raw:
+        return _cached[1]
     config = BusSettings(
         backend=raw["BACKEND"],
         nats_urls=list(raw["NATS_URLS"]),
@@ -47,10 +57,12 @@ def bus_settings() -> BusSettings:
         relay_batch_size=raw["RELAY_BATCH_SIZE"],
         fetch_batch_size=raw["FETCH_BATCH_SIZE"],
         consumer_concurrency=raw.get("CONSUMER_CONCURRENCY", 4),
+        consumer_group_size=raw.get("CONSUMER_GROUP_SIZE", 20),
         outbox_retention_seconds=raw["OUTBOX_RETENTION_SECONDS"],
         max_event_bytes=raw["MAX_EVENT_BYTES"],
     )
     _validate(config)
+    _cached = (raw, config)
     return config
 
 
@@ -115,6 +127,11 @@ def _validate(config: BusSettings) -> None:
     if config.consumer_concurrency < 1:
         raise ImproperlyConfigured(
             f"EVENTBUS_CONSUMER_CONCURRENCY={config.consumer_concurrency} must be at least 1"
+        )
+    if config.consumer_group_size < 1:
+        raise ImproperlyConfigured(
+            f"EVENTBUS_CONSUMER_GROUP_SIZE={config.consumer_group_size} must be at least 1 "
+            "(1 applies each message in its own transaction)"
         )
     if config.max_event_bytes < 1:
         raise ImproperlyConfigured(f"EVENTBUS_MAX_EVENT_BYTES={config.max_event_bytes} must be at least 1")

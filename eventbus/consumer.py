@@ -9,12 +9,13 @@ import hashlib
 import logging
 import time
 import traceback
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
-from eventbus.conf import bus_settings
+from eventbus.conf import BusSettings, bus_settings
 from eventbus.context import handling
 from eventbus.envelope import Envelope
 from eventbus.errors import InvalidEnvelope, InvalidPayload
@@ -26,7 +27,7 @@ from eventbus.metrics import (
     event_type_of_subject,
 )
 from eventbus.models import DeadLetterReason, DeadLetterStatus
-from eventbus.registry import BusModule
+from eventbus.registry import BusModule, Subscription
 from eventbus.tenants import tenant_is_known
 
 logger = logging.getLogger(__name__)
@@ -52,6 +53,33 @@ class DeliveryResult:
 ACKED = DeliveryResult(Disposition.ACK)
 
 
+@dataclass(frozen=True)
+class Incoming:
+    """One delivered message: its subject, its body and which delivery this is, counting from 1."""
+
+    subject: str
+    body: bytes
+    delivery: int
+
+
+@dataclass(frozen=True)
+class _Rejected:
+    """A message that can never be applied, and why."""
+
+    envelope: Envelope | None
+    reason: str
+    error: str
+
+
+@dataclass(frozen=True)
+class _Ready:
+    """A message that passed every check and waits for its handler."""
+
+    envelope: Envelope
+    subscription: Subscription
+    payload: object
+
+
 def deliver(
     *,
     module: BusModule,
@@ -69,61 +97,15 @@ def deliver(
     """
     config = bus_settings()
     max_deliver = max_deliver or config.max_deliver
-
-    if delivery > max_deliver:
-        # Only a crash or a timeout during the last delivery gets here, since
-        # a handler error on that delivery dead-letters the message.
-        envelope = _parse_or_none(body)
-        return _dead_letter(
-            module, subject, body, envelope, delivery, DeadLetterReason.HANDLER_FAILED,
-            f"delivered {delivery} times without an outcome; the consumer crashed or "
-            f"timed out during delivery {max_deliver}, the last one allowed",
-        )
-
-    if len(body) > config.max_event_bytes:
-        return _dead_letter(
-            module, subject, body, None, delivery, DeadLetterReason.OVERSIZED,
-            f"message is {len(body)} bytes; the maximum is {config.max_event_bytes}",
-        )
-
-    try:
-        envelope = Envelope.from_json(body)
-    except InvalidEnvelope as error:
-        return _dead_letter(module, subject, body, None, delivery, DeadLetterReason.MALFORMED, error.reason)
-
-    subscription = module.handlers.get(envelope.event_type)
-    if subscription is None:
-        return _dead_letter(
-            module, subject, body, envelope, delivery, DeadLetterReason.UNKNOWN_EVENT_TYPE,
-            f"module {module.name!r} has no handler for {envelope.event_type}",
-        )
-
-    known_version = subscription.event_type.schema_version
-    if envelope.schema_version > known_version:
-        return _dead_letter(
-            module, subject, body, envelope, delivery, DeadLetterReason.FUTURE_SCHEMA_VERSION,
-            f"{envelope.event_type} has schema version {envelope.schema_version}; this "
-            f"handler understands up to {known_version}. Deploy the newer code, then replay.",
-        )
-
-    if not tenant_is_known(envelope.tenant_id):
-        return _dead_letter(
-            module, subject, body, envelope, delivery, DeadLetterReason.UNKNOWN_TENANT,
-            f"tenant {envelope.tenant_id!r} does not exist; create it with `manage.py tenants create "
-            f"{envelope.tenant_id}` and replay, or discard the dead letter if the event is wrong",
-        )
-
-    try:
-        payload = subscription.event_type.load(envelope.payload)
-    except InvalidPayload as error:
-        return _dead_letter(
-            module, subject, body, envelope, delivery, DeadLetterReason.INVALID_PAYLOAD, str(error)
-        )
+    checked = _check(module, body, delivery, max_deliver, config)
+    if isinstance(checked, _Rejected):
+        return _dead_letter(module, subject, body, checked.envelope, delivery, checked.reason, checked.error)
+    envelope = checked.envelope
 
     metric_labels = {"module": module.name, "event_type": envelope.event_type}
     started = time.perf_counter()
     try:
-        applied = apply(module=module, envelope=envelope, handler=subscription.handler, payload=payload)
+        applied = apply(module=module, envelope=envelope, handler=checked.subscription.handler, payload=checked.payload)
     except Exception as error:
         HANDLER_DURATION.labels(**metric_labels).observe(time.perf_counter() - started)
         EVENTS_FAILED.labels(**metric_labels).inc()
@@ -151,6 +133,141 @@ def deliver(
     return ACKED
 
 
+def deliver_group(
+    *,
+    module: BusModule,
+    messages: Sequence[Incoming],
+    deliver_one: Callable[[Incoming], DeliveryResult] | None = None,
+) -> list[DeliveryResult]:
+    """Apply ``messages`` in stream order in one transaction; return each one's result, in order.
+
+    The outcome is the one ``deliver`` gives each message in turn, with one
+    inbox lookup, one inbox insert and one commit for the group instead of
+    one of each per message. When any message fails a check, is a
+    redelivery, or its handler raises, the group's transaction (if any) rolls
+    back and every message goes through ``deliver_one`` (default:
+    ``deliver``) in order, so retries and dead letters stay per message.
+
+    Handlers' ``transaction.on_commit`` callbacks run after the group
+    commits. A callback that raises skips the callbacks registered after it,
+    so a handler's callback must catch its own errors or be registered with
+    ``robust=True``.
+    """
+    if deliver_one is None:
+        def deliver_one(message: Incoming) -> DeliveryResult:
+            return deliver(module=module, subject=message.subject, body=message.body, delivery=message.delivery)
+
+    if len(messages) > 1 and all(message.delivery == 1 for message in messages):
+        config = bus_settings()
+        checked = [_check(module, message.body, 1, config.max_deliver, config) for message in messages]
+        if all(isinstance(item, _Ready) for item in checked):
+            try:
+                return _apply_group(module, checked)
+            except Exception as error:
+                _discard_broken_connection(module.alias)
+                logger.info(
+                    "A group of %s message(s) failed and is applied one message at a time: %r",
+                    len(messages), error, extra={"bus_module": module.name},
+                )
+    return [deliver_one(message) for message in messages]
+
+
+def _apply_group(module: BusModule, group: list[_Ready]) -> list[DeliveryResult]:
+    """Record the group's new events in the inbox and run their handlers, all in one transaction."""
+    inbox = module.inbox.objects.using(module.alias)
+    event_ids = [item.envelope.event_id for item in group]
+    timings: list[tuple[_Ready, float]] = []
+    with transaction.atomic(using=module.alias):
+        seen = set(
+            inbox.filter(consumer=module.consumer_name, event_id__in=event_ids).values_list("event_id", flat=True)
+        )
+        fresh: list[_Ready] = []
+        for item in group:
+            if item.envelope.event_id not in seen:
+                # The same event twice in one group is applied once.
+                seen.add(item.envelope.event_id)
+                fresh.append(item)
+        # A concurrent consumer that inserts one of these events first makes
+        # this insert wait and then fail, and the group falls back to
+        # deliver(), which skips that event as a duplicate.
+        processed_at = timezone.now()
+        inbox.bulk_create([_inbox_row(module, item.envelope, processed_at) for item in fresh])
+        for item in fresh:
+            started = time.perf_counter()
+            with handling(item.envelope):
+                item.subscription.handler(item.envelope, item.payload)
+            timings.append((item, time.perf_counter() - started))
+
+    applied = {id(item) for item in fresh}
+    for item, seconds in timings:
+        labels = {"module": module.name, "event_type": item.envelope.event_type}
+        HANDLER_DURATION.labels(**labels).observe(seconds)
+        EVENTS_CONSUMED.labels(**labels).inc()
+    results = []
+    for item in group:
+        if id(item) in applied:
+            results.append(ACKED)
+        else:
+            logger.info("Skipped duplicate delivery", extra=_log_extra(module, item.envelope, 1))
+            EVENTS_CONSUMED.labels(module=module.name, event_type=item.envelope.event_type).inc()
+            results.append(DeliveryResult(Disposition.ACK, duplicate=True))
+    return results
+
+
+def _check(module: BusModule, body: bytes, delivery: int, max_deliver: int, config: BusSettings) -> "_Ready | _Rejected":
+    """Return the message ready for its handler, or why it must be dead-lettered; write nothing."""
+    if delivery > max_deliver:
+        # Only a crash or a timeout during the last delivery gets here, since
+        # a handler error on that delivery dead-letters the message.
+        envelope = _parse_or_none(body)
+        return _Rejected(
+            envelope, DeadLetterReason.HANDLER_FAILED,
+            f"delivered {delivery} times without an outcome; the consumer crashed or "
+            f"timed out during delivery {max_deliver}, the last one allowed",
+        )
+
+    if len(body) > config.max_event_bytes:
+        return _Rejected(
+            None, DeadLetterReason.OVERSIZED,
+            f"message is {len(body)} bytes; the maximum is {config.max_event_bytes}",
+        )
+
+    try:
+        envelope = Envelope.from_json(body)
+    except InvalidEnvelope as error:
+        return _Rejected(None, DeadLetterReason.MALFORMED, error.reason)
+
+    subscription = module.handlers.get(envelope.event_type)
+    if subscription is None:
+        return _Rejected(
+            envelope, DeadLetterReason.UNKNOWN_EVENT_TYPE,
+            f"module {module.name!r} has no handler for {envelope.event_type}",
+        )
+
+    known_version = subscription.event_type.schema_version
+    if envelope.schema_version > known_version:
+        return _Rejected(
+            envelope, DeadLetterReason.FUTURE_SCHEMA_VERSION,
+            f"{envelope.event_type} has schema version {envelope.schema_version}; this "
+            f"handler understands up to {known_version}. Deploy the newer code, then replay.",
+        )
+
+    if not tenant_is_known(envelope.tenant_id):
+        return _Rejected(
+            envelope, DeadLetterReason.UNKNOWN_TENANT,
+            f"tenant {envelope.tenant_id!r} does not exist; create it with `manage.py tenants create "
+            f"{envelope.tenant_id}` and replay, or discard the dead letter if the event is wrong",
+        )
+
+    try:
+        payload = subscription.event_type.load(envelope.payload)
+    except InvalidPayload as error:
+        return _Rejected(
+            envelope, DeadLetterReason.INVALID_PAYLOAD, str(error)
+        )
+    return _Ready(envelope, subscription, payload)
+
+
 def apply(*, module: BusModule, envelope: Envelope, handler, payload) -> bool:
     """Record ``envelope`` in the inbox and run ``handler`` in one transaction.
 
@@ -161,16 +278,7 @@ def apply(*, module: BusModule, envelope: Envelope, handler, payload) -> bool:
     inbox = module.inbox.objects.using(module.alias)
     try:
         with transaction.atomic(using=module.alias):
-            inbox.create(
-                event_id=envelope.event_id,
-                consumer=module.consumer_name,
-                event_type=envelope.event_type,
-                aggregate_type=envelope.aggregate_type,
-                aggregate_id=envelope.aggregate_id,
-                aggregate_version=envelope.aggregate_version,
-                tenant_id=envelope.tenant_id,
-                processed_at=timezone.now(),
-            )
+            _inbox_row(module, envelope, timezone.now()).save(using=module.alias, force_insert=True)
             with handling(envelope):
                 handler(envelope, payload)
     except IntegrityError:
@@ -178,6 +286,19 @@ def apply(*, module: BusModule, envelope: Envelope, handler, payload) -> bool:
             return False
         raise
     return True
+
+
+def _inbox_row(module: BusModule, envelope: Envelope, processed_at):
+    return module.inbox(
+        event_id=envelope.event_id,
+        consumer=module.consumer_name,
+        event_type=envelope.event_type,
+        aggregate_type=envelope.aggregate_type,
+        aggregate_id=envelope.aggregate_id,
+        aggregate_version=envelope.aggregate_version,
+        tenant_id=envelope.tenant_id,
+        processed_at=processed_at,
+    )
 
 
 def _dead_letter(

@@ -10,7 +10,8 @@ transaction committed.
 A fetched batch is split into lanes, one per aggregate. Each lane runs on
 one of the module's EVENTBUS_CONSUMER_CONCURRENCY worker threads, in stream
 order, so one aggregate's events are applied one after another while other
-aggregates' events are applied at the same time.
+aggregates' events are applied at the same time. A worker applies several
+lanes' messages in one transaction (``eventbus.consumer.deliver_group``).
 """
 
 import asyncio
@@ -30,7 +31,7 @@ from nats.js import JetStreamContext
 
 from eventbus.backends.nats import connect, consumer_config, declare
 from eventbus.conf import BusSettings, bus_settings
-from eventbus.consumer import DeliveryResult, Disposition, deliver
+from eventbus.consumer import DeliveryResult, Disposition, Incoming, deliver, deliver_group
 from eventbus.envelope import Envelope
 from eventbus.errors import BusMisconfigured, BusUnavailable, InvalidEnvelope
 from eventbus.registry import BusModule, all_modules, stream_name
@@ -211,10 +212,13 @@ class ConsumerRunner:
             lanes.put(lane)
             lane_count += 1
         outcomes: list[tuple[Msg, DeliveryResult]] = []
+        # Spread a small batch over the workers rather than filling one group.
+        group_size = min(self._config.consumer_group_size, -(-len(messages) // pool.size))
         try:
-            await asyncio.gather(
-                *(self._run_worker(pool, module, lanes, outcomes) for _ in range(min(pool.size, lane_count)))
-            )
+            await asyncio.gather(*(
+                self._run_worker(pool, module, lanes, outcomes, group_size)
+                for _ in range(min(pool.size, lane_count))
+            ))
         finally:
             keeper.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -229,30 +233,60 @@ class ConsumerRunner:
             # after the ack wait.
             await asyncio.gather(*(self._settle(message, HAND_BACK) for message in unsettled))
 
-    async def _run_worker(self, pool: "WorkerPool", module: BusModule, lanes, outcomes: list) -> None:
+    async def _run_worker(self, pool: "WorkerPool", module: BusModule, lanes, outcomes: list, group_size: int) -> None:
         async with pool.lend() as executor:
             check_connections = pool.due_for_connection_check(executor)
             await asyncio.get_running_loop().run_in_executor(
-                executor, self._apply_lanes, module, lanes, outcomes, check_connections
+                executor, self._apply_lanes, module, lanes, outcomes, group_size, check_connections
             )
 
-    def _apply_lanes(self, module: BusModule, lanes, outcomes: list, check_connections: bool) -> None:
+    def _apply_lanes(self, module: BusModule, lanes, outcomes: list, group_size: int, check_connections: bool) -> None:
         """Apply lanes from ``lanes`` until it is empty or ``stop()`` is called; runs on a worker thread.
 
-        Each lane is one aggregate's messages, applied in stream order.
+        Each lane is one aggregate's messages, in stream order. A worker
+        applies up to ``group_size`` messages, from one lane or
+        several, in one transaction (``deliver_group``); a lane longer than
+        that continues in the same worker's next group, so its order holds.
         ``outcomes`` receives (message, result) for every message applied.
         """
         if check_connections:
             close_old_connections()
+        lane: list[Msg] = []
         while not self._stopping.is_set():
-            try:
-                lane = lanes.get_nowait()
-            except queue.Empty:
+            group: list[Msg] = []
+            while len(group) < group_size:
+                if not lane:
+                    try:
+                        lane = lanes.get_nowait()
+                    except queue.Empty:
+                        break
+                room = group_size - len(group)
+                group.extend(lane[:room])
+                lane = lane[room:]
+            if not group:
                 return
-            for message in lane:
-                if self._stopping.is_set():
-                    return
-                outcomes.append((message, self._deliver(module, message)))
+            outcomes.extend(zip(group, self._deliver_group(module, group), strict=True))
+
+    def _deliver_group(self, module: BusModule, group: list[Msg]) -> list[DeliveryResult]:
+        incoming = [
+            Incoming(subject=message.subject, body=message.data, delivery=message.metadata.num_delivered)
+            for message in group
+        ]
+        messages = {id(item): message for item, message in zip(incoming, group, strict=True)}
+        try:
+            return deliver_group(
+                module=module, messages=incoming, deliver_one=lambda item: self._deliver(module, messages[id(item)])
+            )
+        except Exception:
+            # deliver_group failed outside any handler, for example while it
+            # logged; every message of the group comes back later.
+            logger.exception("Delivery of a group failed before an outcome was recorded",
+                             extra={"bus_module": module.name})
+            close_old_connections()
+            return [
+                DeliveryResult(Disposition.RETRY, delay=self._config.redelivery_delay(item.delivery))
+                for item in incoming
+            ]
 
     def _deliver(self, module: BusModule, message: Msg) -> DeliveryResult:
         delivery = message.metadata.num_delivered

@@ -111,6 +111,9 @@ EVENTBUS = {
     # database connection. One aggregate's messages of a fetch stay on one
     # thread, in stream order.
     "CONSUMER_CONCURRENCY": env_int("EVENTBUS_CONSUMER_CONCURRENCY", default=4),
+    # Messages a worker thread applies in one transaction, in stream order
+    # for each aggregate. 1 applies each message in its own transaction.
+    "CONSUMER_GROUP_SIZE": env_int("EVENTBUS_CONSUMER_GROUP_SIZE", default=20),
     # Published outbox rows are purged after this; it must exceed the
     # duplicate window so a re-publish is still recognised as a duplicate.
     "OUTBOX_RETENTION_SECONDS": env_int("EVENTBUS_OUTBOX_RETENTION_SECONDS", default=7 * 24 * 3600),

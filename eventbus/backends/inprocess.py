@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 
 from eventbus.backends.base import EventBus, OutgoingMessage, PublishOutcome
 from eventbus.conf import BusSettings
-from eventbus.consumer import Disposition, deliver
+from eventbus.consumer import DeliveryResult, Disposition, Incoming, deliver, deliver_group
 from eventbus.registry import BusModule, all_modules, get_module, stream_name
 
 logger = logging.getLogger(__name__)
@@ -140,20 +140,45 @@ class InProcessEventBus(EventBus):
             stream.recent_ids.popitem(last=False)
 
     def _deliver_all(self) -> None:
+        group_size = self._config.consumer_group_size
         for consumer in list(self._consumers.values()):
             stream = self._streams.get(consumer.stream)
             if stream is None:
                 continue
             module = get_module(consumer.module)
+            group: list[_StoredMessage] = []
             for message in stream.messages:
                 if message.sequence <= consumer.acked_sequence:
                     continue
                 if message.subject in consumer.filter_subjects:
-                    self._deliver_one(module, consumer, message)
-                consumer.acked_sequence = message.sequence
+                    group.append(message)
+                if len(group) >= group_size:
+                    self._deliver_group(module, consumer, group)
+                    group = []
+                if not group:
+                    consumer.acked_sequence = message.sequence
+            if group:
+                self._deliver_group(module, consumer, group)
+            if stream.messages:
+                consumer.acked_sequence = max(consumer.acked_sequence, stream.messages[-1].sequence)
             self._trim(stream)
 
-    def _deliver_one(self, module: BusModule, consumer: _Consumer, message: _StoredMessage) -> None:
+    def _deliver_group(self, module: BusModule, consumer: _Consumer, group: list[_StoredMessage]) -> None:
+        """Apply ``group`` in one transaction, or one message at a time with retries when that fails."""
+        incoming = [Incoming(subject=message.subject, body=message.body, delivery=1) for message in group]
+        stored = {id(item): message for item, message in zip(incoming, group, strict=True)}
+        one_by_one = []
+
+        def deliver_one(item: Incoming) -> DeliveryResult:
+            one_by_one.append(item)
+            return self._deliver_one(module, consumer, stored[id(item)])
+
+        deliver_group(module=module, messages=incoming, deliver_one=deliver_one)
+        if not one_by_one:
+            consumer.delivered += len(group)
+        consumer.acked_sequence = group[-1].sequence
+
+    def _deliver_one(self, module: BusModule, consumer: _Consumer, message: _StoredMessage) -> DeliveryResult:
         max_deliver = self._config.max_deliver
         # NOTE: redeliveries here run at once, without the configured backoff,
         # because the relay that called publish waits for the outcome.
@@ -177,9 +202,10 @@ class InProcessEventBus(EventBus):
                 continue
             if result.disposition is Disposition.TERMINATE:
                 consumer.dead_lettered += 1
-                return
+                return result
             if result.disposition is Disposition.ACK:
-                return
+                return result
+        return result
 
     def _trim(self, stream: _Stream) -> None:
         readers = [consumer for consumer in self._consumers.values() if consumer.stream == stream.name]

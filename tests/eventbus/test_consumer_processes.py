@@ -30,6 +30,8 @@ def consumer_processes(nats_server, tmp_path):
             "EVENTBUS_ACK_WAIT_SECONDS": str(bus["ACK_WAIT_SECONDS"]),
             "EVENTBUS_MAX_DELIVER": str(bus["MAX_DELIVER"]),
             "EVENTBUS_BACKOFF_SECONDS": ",".join(str(delay) for delay in bus["BACKOFF_SECONDS"]),
+            "EVENTBUS_CONSUMER_GROUP_SIZE": str(bus["CONSUMER_GROUP_SIZE"]),
+            "EVENTBUS_CONSUMER_CONCURRENCY": str(bus["CONSUMER_CONCURRENCY"]),
         }
         process = manage_py_process(
             "run_consumers", "--module", "probe", env=environment, log_path=tmp_path / f"{name}.log"
@@ -96,7 +98,9 @@ class TestGracefulShutdown:
     def long_ack_wait(self, settings, restartable_bus):
         # An ack wait far longer than the test's waits shows that handed-back
         # messages come back at once rather than after it.
-        settings.EVENTBUS = {**settings.EVENTBUS, "ACK_WAIT_SECONDS": 30.0}
+        # A group size of 1 applies each message in its own transaction, so
+        # the process can stop between two messages of one aggregate.
+        settings.EVENTBUS = {**settings.EVENTBUS, "ACK_WAIT_SECONDS": 30.0, "CONSUMER_GROUP_SIZE": 1}
         from eventbus.backends import get_bus, reset_bus
 
         reset_bus()
@@ -125,3 +129,20 @@ class TestGracefulShutdown:
 
         assert time.monotonic() - stopped_at < 30
         assert_applied_once(envelopes)
+
+    def test_sigterm_lets_the_group_in_flight_commit(self, settings, long_ack_wait, nats_server, consumer_processes):
+        # One worker thread takes the whole fetch of three as one group.
+        settings.EVENTBUS = {**settings.EVENTBUS, "CONSUMER_GROUP_SIZE": 20, "CONSUMER_CONCURRENCY": 1}
+        envelopes = publish_slow(3, seconds=2)
+        assert relay_outbox(module="probe", bus=long_ack_wait).published == 3
+
+        first = consumer_processes("first")
+        wait_for(lambda: probe_consumer(nats_server).num_ack_pending == 3, timeout=30, message="first holding 3")
+        time.sleep(1)
+        first.send_signal(signal.SIGTERM)
+
+        # The three messages are one group: the process stops once it committed.
+        assert first.wait(timeout=20) == 0
+        assert "Stopped after 3 message(s)" in (consumer_processes.logs / "first.log").read_text()
+        assert_applied_once(envelopes)
+        wait_for(lambda: probe_consumer(nats_server).num_ack_pending == 0, timeout=10, message="all acked")

@@ -1,0 +1,127 @@
+"""deliver_group: several messages in one transaction, with the outcomes deliver gives each."""
+
+import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
+
+from eventbus.consumer import Disposition, Incoming, deliver, deliver_group
+from eventbus.models import DeadLetterReason
+from eventbus.registry import get_module
+from tests.eventbus.conftest import publish_probe
+from tests.probe import events
+from tests.probe.models import DeadLetter, ProbeCounter, ProbeEffect, ProbeSwitch, ProcessedEvent
+
+pytestmark = pytest.mark.django_db(transaction=True, databases="__all__")
+ALIAS = "notifications"
+
+
+def incoming(envelope, delivery: int = 1) -> Incoming:
+    return Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=delivery)
+
+
+def probe_events(count: int, **options) -> list:
+    return [publish_probe(f"value-{number}", aggregate_id=f"agg-{number}", **options) for number in range(count)]
+
+
+@pytest.fixture
+def probe():
+    return get_module("probe")
+
+
+class TestGroupApplied:
+    def test_every_message_is_applied_once_and_acked(self, probe):
+        envelopes = probe_events(5)
+
+        results = deliver_group(module=probe, messages=[incoming(envelope) for envelope in envelopes])
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 5
+        assert not any(result.duplicate for result in results)
+        for envelope in envelopes:
+            assert ProbeEffect.objects.using(ALIAS).filter(event_id=envelope.event_id).count() == 1
+            assert ProcessedEvent.objects.using(ALIAS).filter(event_id=envelope.event_id).count() == 1
+
+    def test_one_inbox_lookup_and_one_inbox_insert_for_the_group(self, probe):
+        envelopes = probe_events(10)
+        connection = connections[ALIAS]
+
+        with CaptureQueriesContext(connection) as one_by_one:
+            for envelope in envelopes[:5]:
+                deliver(module=probe, subject=envelope.subject, body=envelope.to_json(), delivery=1)
+        with CaptureQueriesContext(connection) as grouped:
+            deliver_group(module=probe, messages=[incoming(envelope) for envelope in envelopes[5:]])
+
+        # The probe handler issues three queries. Alone, each message adds
+        # BEGIN, its inbox insert and COMMIT; a group adds BEGIN, one inbox
+        # lookup, one inbox insert and COMMIT in all.
+        assert len(one_by_one) == 5 * (3 + 3)
+        assert len(grouped) == 5 * 3 + 4
+        assert [query["sql"] for query in grouped.captured_queries].count("COMMIT") == 1
+
+    def test_one_aggregates_messages_apply_in_stream_order(self, probe):
+        first = publish_probe("older", aggregate_id="agg-1", version=1)
+        second = publish_probe("newer", aggregate_id="agg-1", version=2)
+
+        deliver_group(module=probe, messages=[incoming(first), incoming(second)])
+
+        counter = ProbeCounter.objects.using(ALIAS).get(aggregate_id="agg-1")
+        assert (counter.version, counter.value) == (2, "newer")
+
+    def test_an_event_already_in_the_inbox_is_a_duplicate(self, probe):
+        applied, new = probe_events(2)
+        deliver(module=probe, subject=applied.subject, body=applied.to_json(), delivery=1)
+
+        results = deliver_group(module=probe, messages=[incoming(applied), incoming(new)])
+
+        assert [(result.disposition, result.duplicate) for result in results] == [
+            (Disposition.ACK, True),
+            (Disposition.ACK, False),
+        ]
+        assert ProbeEffect.objects.using(ALIAS).filter(event_id=applied.event_id).count() == 1
+        assert ProbeEffect.objects.using(ALIAS).filter(event_id=new.event_id).count() == 1
+
+    def test_the_same_event_twice_in_one_group_is_applied_once(self, probe):
+        (envelope,) = probe_events(1)
+        other = publish_probe("other", aggregate_id="agg-other")
+
+        results = deliver_group(module=probe, messages=[incoming(envelope), incoming(other), incoming(envelope)])
+
+        assert [result.duplicate for result in results] == [False, False, True]
+        assert ProbeEffect.objects.using(ALIAS).filter(event_id=envelope.event_id).count() == 1
+
+
+class TestGroupFallsBack:
+    def test_a_failing_handler_leaves_the_others_applied_and_retries_only_itself(self, probe):
+        ProbeSwitch.objects.using(ALIAS).create(name="flaky-fails")
+        before = publish_probe("before", aggregate_id="agg-1")
+        failing = publish_probe("failing", aggregate_id="agg-2", event_type=events.FLAKY)
+        after = publish_probe("after", aggregate_id="agg-3")
+
+        results = deliver_group(module=probe, messages=[incoming(before), incoming(failing), incoming(after)])
+
+        assert [result.disposition for result in results] == [Disposition.ACK, Disposition.RETRY, Disposition.ACK]
+        assert set(ProbeEffect.objects.using(ALIAS).values_list("value", flat=True)) == {"before", "after"}
+        assert not ProcessedEvent.objects.using(ALIAS).filter(event_id=failing.event_id).exists()
+
+    def test_a_malformed_message_is_dead_lettered_once_and_the_others_applied(self, probe):
+        good = publish_probe("good")
+        malformed = Incoming(subject="probe.events.probe.value.set", body=b"{not json", delivery=1)
+
+        results = deliver_group(module=probe, messages=[incoming(good), malformed])
+
+        assert [result.disposition for result in results] == [Disposition.ACK, Disposition.TERMINATE]
+        assert DeadLetter.objects.using(ALIAS).get().reason == DeadLetterReason.MALFORMED
+        assert ProbeEffect.objects.using(ALIAS).get().event_id == good.event_id
+
+    def test_a_redelivery_goes_through_deliver_one(self, probe):
+        first, second = probe_events(2)
+        seen = []
+
+        def deliver_one(message):
+            seen.append(message)
+            return deliver(module=probe, subject=message.subject, body=message.body, delivery=message.delivery)
+
+        messages = [incoming(first), incoming(second, delivery=2)]
+        deliver_group(module=probe, messages=messages, deliver_one=deliver_one)
+
+        assert seen == messages
+        assert ProbeEffect.objects.using(ALIAS).count() == 2
