@@ -79,17 +79,23 @@ def customer_contact(*, customer_id: str) -> CustomerContact | None:
     """Return the customer's name, email and billing settings, or None when unknown."""
     if not _is_uuid(customer_id):
         return None
-    customer = Customer.objects.using(ALIAS).filter(id=customer_id).first()
-    if customer is None:
+    # Plain values skip building a model, because notifications calls this once per email.
+    try:
+        row = (
+            Customer.objects.using(ALIAS)
+            .values("id", "tenant_id", "external_id", "name", "email", "currency", "collection_method")
+            .get(id=customer_id)
+        )
+    except Customer.DoesNotExist:
         return None
     return CustomerContact(
-        customer_id=str(customer.id),
-        tenant_id=customer.tenant_id,
-        external_id=customer.external_id,
-        name=customer.name,
-        email=customer.email,
-        currency=customer.currency,
-        collection_method=customer.collection_method,
+        customer_id=str(row["id"]),
+        tenant_id=row["tenant_id"],
+        external_id=row["external_id"],
+        name=row["name"],
+        email=row["email"],
+        currency=row["currency"],
+        collection_method=row["collection_method"],
     )
 
 

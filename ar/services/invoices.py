@@ -13,6 +13,8 @@ from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
 from django.db import transaction
+from django.db.models import BigIntegerField, Subquery, Sum
+from django.db.models.functions import Coalesce
 
 from ar import totals
 from ar.errors import InvalidInvoiceRequest, InvoiceStateConflict
@@ -40,6 +42,7 @@ from ar.services.common import (
 )
 from ar.services.numbering import invoice_number_allocate
 from billing.money import format_major
+from eventbus.outbox import NewEvent
 
 logger = logging.getLogger(__name__)
 
@@ -100,8 +103,11 @@ def invoice_create_for_billing_period(
 
     with transaction.atomic(using=ALIAS):
         customer = lock_customer(customer_id=customer_id, tenant_id=tenant_id)
-        existing = Invoice.objects.using(ALIAS).filter(billing_period_id=billing_period_id).first()
-        if existing is not None:
+        existing_invoice_id, credit_balance_minor = _existing_invoice_and_credit(
+            customer=customer, billing_period_id=billing_period_id, currency=currency
+        )
+        if existing_invoice_id is not None:
+            existing = Invoice.objects.using(ALIAS).get(id=existing_invoice_id)
             logger.info(
                 "Billing period %s already has invoice %s; nothing to do",
                 billing_period_id,
@@ -110,7 +116,10 @@ def invoice_create_for_billing_period(
             )
             return existing, False
 
-        invoice = Invoice.objects.using(ALIAS).create(
+        # The invoice is finalized before its first save, so one INSERT writes
+        # it, and the number is allocated under the sequence row lock that
+        # lasts until this transaction ends.
+        invoice = Invoice(
             tenant_id=tenant_id,
             customer=customer,
             subscription_id=subscription_id,
@@ -123,10 +132,27 @@ def invoice_create_for_billing_period(
             created_at=now,
             updated_at=now,
         )
+        outgoing = _finalize(
+            invoice=invoice,
+            customer=customer,
+            lines=line_rows,
+            credit_balance_minor=credit_balance_minor,
+            now=now,
+        )
+        invoice.save(using=ALIAS, force_insert=True)
         for line in line_rows:
             line.invoice = invoice
         InvoiceLine.objects.using(ALIAS).bulk_create(line_rows)
-        _finalize(invoice=invoice, customer=customer, lines=line_rows, now=now)
+        if invoice.credit_applied_minor:
+            CustomerCreditEntry.objects.using(ALIAS).create(
+                customer=customer,
+                currency=invoice.currency,
+                amount_minor=-invoice.credit_applied_minor,
+                reason=CreditReason.APPLIED_TO_INVOICE,
+                invoice=invoice,
+                created_at=now,
+            )
+        publishing.publish(invoice_events=outgoing, now=now)
 
     logger.info(
         "Finalized invoice %s for billing period %s: %s due",
@@ -291,26 +317,54 @@ def _check_period(line: InvoiceLineInput, line_label: str) -> None:
         )
 
 
-def _finalize(*, invoice: Invoice, customer: Customer, lines: list[InvoiceLine], now: datetime) -> None:
-    """Apply credit, number, issue and open a draft, then settle it when nothing is due.
+def _existing_invoice_and_credit(
+    *, customer: Customer, billing_period_id: str, currency: str
+) -> tuple[str | None, int]:
+    """Return the billing period's invoice id, or None, and the customer's credit balance in ``currency``.
 
-    Runs inside the caller's transaction with the customer row locked.
+    One query reads both. Run it after locking the customer row, so the
+    statement starts after every other writer of that customer's credit and
+    invoices has committed, and sees their rows.
     """
-    credit_entries = CustomerCreditEntry.objects.using(ALIAS).filter(customer=customer)
+    existing_invoice_id = (
+        Invoice.objects.using(ALIAS).filter(billing_period_id=billing_period_id).order_by().values("id")
+    )
+    credit_balance = (
+        CustomerCreditEntry.objects.using(ALIAS)
+        .filter(customer=customer, currency=currency)
+        .order_by()
+        .values("customer")
+        .annotate(balance=Sum("amount_minor"))
+        .values("balance")
+    )
+    balance_or_zero = Coalesce(Subquery(credit_balance), 0, output_field=BigIntegerField())
+    return (
+        Customer.objects.using(ALIAS)
+        .filter(id=customer.id)
+        .values_list(Subquery(existing_invoice_id), balance_or_zero)
+        .get()
+    )
+
+
+def _finalize(
+    *,
+    invoice: Invoice,
+    customer: Customer,
+    lines: list[InvoiceLine],
+    credit_balance_minor: int,
+    now: datetime,
+) -> list[NewEvent]:
+    """Apply credit, number, issue and open an unsaved draft, and settle it when nothing is due.
+
+    Return the events to append. The caller inserts the invoice, its lines and
+    the credit entry, in the same transaction with the customer row locked.
+    Each step adds one version, as if the draft were saved and then changed,
+    so the events carry the same ``aggregate_version`` either way.
+    """
     credit_applied_minor = totals.credit_to_apply(
-        credit_balance_minor=credit_entries.balance(invoice.currency),
+        credit_balance_minor=credit_balance_minor,
         subtotal_minor=invoice.subtotal_minor,
     )
-    if credit_applied_minor:
-        CustomerCreditEntry.objects.using(ALIAS).create(
-            customer=customer,
-            currency=invoice.currency,
-            amount_minor=-credit_applied_minor,
-            reason=CreditReason.APPLIED_TO_INVOICE,
-            invoice=invoice,
-            created_at=now,
-        )
-
     invoice.credit_applied_minor = credit_applied_minor
     invoice.amount_due_minor = totals.amount_due(
         total_minor=invoice.total_minor,
@@ -322,23 +376,18 @@ def _finalize(*, invoice: Invoice, customer: Customer, lines: list[InvoiceLine],
     invoice.issued_on = now.astimezone(UTC).date()
     invoice.due_on = invoice.issued_on + timedelta(days=customer.payment_terms_days)
     invoice.finalized_at = now
-    save_invoice_change(
-        invoice,
-        now,
-        ["credit_applied_minor", "amount_due_minor", "number", "status", "issued_on", "due_on", "finalized_at"],
-    )
+    invoice.version += 1
     outgoing = [publishing.finalized_event(invoice=invoice, customer=customer, lines=lines)]
 
     if invoice.amount_due_minor == 0:
         # Credit (or a zero price) covered everything, so there is nothing to collect.
         invoice.status = InvoiceStatus.PAID
         invoice.paid_at = now
-        save_invoice_change(invoice, now, ["status", "paid_at"])
+        invoice.version += 1
         outgoing.append(publishing.paid_event(invoice=invoice, customer=customer, payment_id=None))
     elif customer.collection_method == CollectionMethod.CHARGE_AUTOMATICALLY:
         outgoing.append(publishing.collection_requested_event(invoice=invoice))
-
-    publishing.publish(invoice_events=outgoing, now=now)
+    return outgoing
 
 
 def _mark_uncollectible(*, invoice: Invoice, customer: Customer, now: datetime) -> None:

@@ -10,6 +10,7 @@ import logging
 from datetime import datetime
 
 from django.db import transaction
+from django.db.models import OuterRef, Subquery
 
 from ar import totals
 from ar.errors import InvalidPayment, InvoiceStateConflict, PaymentReferenceConflict
@@ -70,7 +71,9 @@ def invoice_apply_gateway_payment(
     currency = check_currency(currency, InvalidPayment)
 
     with transaction.atomic(using=ALIAS):
-        invoice, customer = lock_invoice(invoice_id=invoice_id)
+        invoice, customer = _lock_invoice_for_payment(
+            invoice_id=invoice_id, source=PaymentSource.GATEWAY, reference=reference
+        )
         if invoice.tenant_id != tenant_id:
             raise InvalidPayment(
                 f"payment {reference!r} is for tenant {tenant_id!r} but invoice {invoice.number} "
@@ -117,7 +120,9 @@ def invoice_record_offline_payment(
     _check_amount(amount_minor)
 
     with transaction.atomic(using=ALIAS):
-        invoice, customer = lock_invoice(invoice_id=invoice_id)
+        invoice, customer = _lock_invoice_for_payment(
+            invoice_id=invoice_id, source=PaymentSource.OFFLINE, reference=reference
+        )
         if _already_applied(invoice, PaymentSource.OFFLINE, reference, amount_minor):
             return invoice
         if invoice.status not in PAYABLE_STATUSES:
@@ -153,15 +158,31 @@ def _check_currency_matches(invoice: Invoice, currency: str, reference: str) -> 
         )
 
 
-def _already_applied(invoice: Invoice, source: str, reference: str, amount_minor: int) -> bool:
-    """Return True when this exact payment was applied before; raise when the reference clashes."""
-    previous = (
+def _lock_invoice_for_payment(*, invoice_id: str, source: str, reference: str) -> tuple[Invoice, Customer]:
+    """Lock the invoice and its customer, and read the id of the payment's earlier application.
+
+    The invoice carries the id in ``previous_application_id``, None when the
+    payment is new. The invoice's locking query reads it after the customer
+    lock that every payment application takes, so it sees every committed
+    application of this invoice without another query.
+    """
+    previous_application = (
         PaymentApplication.objects.using(ALIAS)
-        .filter(tenant_id=invoice.tenant_id, source=source, reference=reference)
-        .first()
+        .filter(tenant_id=OuterRef("tenant_id"), source=source, reference=reference)
+        .order_by()
+        .values("id")
     )
-    if previous is None:
+    return lock_invoice(invoice_id=invoice_id, previous_application_id=Subquery(previous_application))
+
+
+def _already_applied(invoice: Invoice, source: str, reference: str, amount_minor: int) -> bool:
+    """Return True when this exact payment was applied before; raise when the reference clashes.
+
+    Call with the invoice from ``_lock_invoice_for_payment``.
+    """
+    if invoice.previous_application_id is None:
         return False
+    previous = PaymentApplication.objects.using(ALIAS).get(id=invoice.previous_application_id)
     if previous.invoice_id != invoice.id or previous.amount_minor != amount_minor:
         raise PaymentReferenceConflict(
             f"{source} payment {reference!r} was already applied: {previous.amount_minor} "

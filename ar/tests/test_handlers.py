@@ -338,3 +338,31 @@ class TestQueryCount:
             request_invoice(regular)
 
         assert self.queries_for_next_invoice(regular) == self.queries_for_next_invoice(newcomer)
+
+    def test_invoice_request_query_count(self):
+        customer = CustomerFactory()
+
+        with CaptureQueriesContext(connections["ar"]) as queries:
+            _, result = request_invoice(customer)
+
+        assert result.disposition is Disposition.ACK
+        # Inbox row, customer lock, one read of the existing invoice and the
+        # credit balance, invoice number, invoice, lines, outbox, and a
+        # savepoint with its release for the bus's and the service's
+        # transactions, which run inside the test's transaction.
+        assert len(queries) == 11, [query["sql"] for query in queries]
+
+    def test_payment_query_count(self):
+        customer = CustomerFactory()
+        requested, _ = request_invoice(customer)
+        invoice = invoice_of(requested)
+        payload = PaymentSucceededFactory(invoice_id=str(invoice.id), customer_id=str(customer.id))
+
+        with CaptureQueriesContext(connections["ar"]) as queries:
+            _, result = deliver_payment_event(PAYMENT_SUCCEEDED, payload, occurred_at=NOW)
+
+        assert result.disposition is Disposition.ACK
+        # Inbox row, customer lock, invoice lock that also reads an earlier
+        # application of the payment, application, invoice update, outbox,
+        # and the two savepoints with their releases.
+        assert len(queries) == 10, [query["sql"] for query in queries]

@@ -2,6 +2,8 @@ import uuid
 from datetime import date
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from ar.models import InvoiceStatus
 from ar.selectors import (
@@ -45,6 +47,14 @@ class TestCustomerSelectors:
             currency="EUR",
             collection_method="send_invoice",
         )
+
+    def test_contact_takes_one_query(self):
+        customer = CustomerFactory()
+
+        with CaptureQueriesContext(connections["ar"]) as queries:
+            customer_contact(customer_id=str(customer.id))
+
+        assert len(queries) == 1
 
     @pytest.mark.parametrize("customer_id", [str(uuid.uuid4()), "not-a-uuid", ""])
     def test_contact_of_unknown_customer_is_none(self, customer_id):
