@@ -7,6 +7,7 @@ cursor would skip a row that commits late.
 """
 
 import logging
+import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
@@ -29,6 +30,11 @@ logger = logging.getLogger(__name__)
 # Delay before re-publishing a row after its n-th failed publish, in seconds;
 # the last value repeats. Short first steps ride out a NATS restart quickly.
 PUBLISH_BACKOFF_SECONDS = (1, 2, 5, 15, 30, 60)
+
+# Seconds a following relay waits after a pass that published before the
+# next pass, so a busy outbox goes out in fewer, larger batches. It adds at
+# most this much to an event's latency under load, and nothing when idle.
+FOLLOW_LINGER_SECONDS = 0.01
 
 
 @dataclass
@@ -278,28 +284,46 @@ def relay_follow(
     interval: float,
     should_stop: Callable[[], bool],
     bus: EventBus | None = None,
+    linger: float = FOLLOW_LINGER_SECONDS,
 ) -> None:
     """Relay every module in turn until ``should_stop``.
 
     When a pass publishes nothing, wait up to ``interval`` seconds: on
     PostgreSQL a NOTIFY from an outbox insert ends the wait as soon as its
     transaction commits (see ``eventbus.wakeup``), elsewhere it is a sleep.
+    After a pass that published, wait ``linger`` seconds so the commits of
+    that time go out together, then relay only the modules that published or
+    were notified (every module without NOTIFY). Every module gets a pass at
+    least once per ``interval``, for rows whose publish backoff ended.
     """
     listener = OutboxListener([get_module(module) for module in modules])
     listener.listen()
+    due = set(modules)
+    last_full_pass = float("-inf")
     try:
         while not should_stop():
-            busy = False
+            if time.monotonic() - last_full_pass >= interval:
+                due = set(modules)
+            if due == set(modules):
+                last_full_pass = time.monotonic()
+            active = set()
             for module in modules:
+                if module not in due:
+                    continue
                 try:
                     result = relay_outbox(module=module, bus=bus)
                 except Exception:
                     logger.exception("Relay pass failed", extra={"bus_module": module})
                     close_old_connections()
                     continue
-                busy = busy or result.published > 0
-            if not busy:
-                listener.wait(interval)
+                if result.published:
+                    active.add(module)
+            if active:
+                time.sleep(linger)
+                # Without NOTIFY nothing says which outbox has new rows.
+                due = active | listener.wait(0) if listener.enabled else set(modules)
+            else:
+                due = listener.wait(interval) or set(modules)
     finally:
         listener.close()
 
