@@ -4,6 +4,8 @@ import re
 import uuid
 from datetime import date, datetime
 
+from django.db.models import Expression
+
 from billing.tenancy.selectors import tenant_exists
 from subscriptions.errors import (
     InvalidSubscription,
@@ -167,18 +169,27 @@ def get_active_plan(*, tenant_id: str, plan_code: str) -> Plan:
     return plan
 
 
-def lock_subscription(*, subscription_id: str, tenant_id: str | None = None) -> Subscription:
-    """Return the subscription locked for update, with its plans; raise ``SubscriptionNotFound``.
+def lock_subscription(
+    *,
+    subscription_id: str,
+    tenant_id: str | None = None,
+    with_plans: bool = True,
+    annotations: dict[str, Expression] | None = None,
+) -> Subscription:
+    """Return the subscription locked for update, or raise ``SubscriptionNotFound``.
 
     Call inside ``transaction.atomic(using=ALIAS)``. When ``tenant_id`` is
-    given, a subscription of another tenant counts as not found.
+    given, a subscription of another tenant counts as not found. The plans
+    are loaded in the same query unless ``with_plans`` is False, and
+    ``annotations`` become attributes of the subscription, so a caller can
+    read a related fact without a second query.
     """
     canonical_id = check_subscription_id(subscription_id)
-    subscriptions = (
-        Subscription.objects.using(ALIAS)
-        .select_for_update(of=("self",))
-        .select_related("plan", "pending_plan")
-    )
+    subscriptions = Subscription.objects.using(ALIAS).select_for_update(of=("self",))
+    if with_plans:
+        subscriptions = subscriptions.select_related("plan", "pending_plan")
+    if annotations:
+        subscriptions = subscriptions.annotate(**annotations)
     if tenant_id is not None:
         subscriptions = subscriptions.filter(tenant_id=tenant_id)
     subscription = subscriptions.filter(id=canonical_id).first()

@@ -4,6 +4,8 @@ import uuid
 from datetime import UTC, date, datetime
 
 import pytest
+from django.db import connections
+from django.test.utils import CaptureQueriesContext
 
 from ar import events as ar_events
 from billing.tenancy.services import tenant_ensure
@@ -174,6 +176,37 @@ class TestInvoiceFinalized:
         assert invoice.status == "open"
         assert invoice.status_changed_at == at(1)
 
+    def test_other_subscriptions_period_not_linked(self, subscription, caplog):
+        other = SubscriptionFactory(start_date=date(2026, 1, 1))
+        bill_run_execute(as_of=date(2026, 1, 1), now=morning_of(date(2026, 1, 1)))
+        other_period = other.billing_periods.get()
+
+        _, result = send(
+            ar_events.INVOICE_FINALIZED, finalized(subscription, billing_period_id=str(other_period.id)),
+            occurred_at=at(1),
+        )
+
+        assert result.disposition is Disposition.ACK
+        invoice = SubscriptionInvoice.objects.using(ALIAS).get(invoice_id=INVOICE_A)
+        assert invoice.subscription_id == subscription.id
+        assert invoice.billing_period_id is None
+        assert (
+            f"Invoice names billing period {other_period.id}, which subscription {subscription.id} does not have"
+            in caplog.messages
+        )
+
+    def test_late_finalized_only_links_period(self, subscription):
+        bill_run_execute(as_of=date(2026, 1, 1), now=morning_of(date(2026, 1, 1)))
+        period = subscription.billing_periods.get()
+        send(ar_events.INVOICE_PAID, paid(subscription), occurred_at=at(2))
+
+        send(ar_events.INVOICE_FINALIZED, finalized(subscription, billing_period_id=str(period.id)), occurred_at=at(1))
+
+        invoice = SubscriptionInvoice.objects.using(ALIAS).get(invoice_id=INVOICE_A)
+        assert invoice.billing_period_id == period.id
+        assert invoice.status == "paid"
+        assert invoice.status_changed_at == at(2)
+
     def test_invoice_of_no_subscription_is_ignored(self, subscription):
         _, result = send(ar_events.INVOICE_FINALIZED, finalized(None), occurred_at=at(1))
 
@@ -336,3 +369,51 @@ class TestUnknownSubscription:
         assert status_of(subscription) == SubscriptionStatus.ACTIVE
         dead = DeadLetter.objects.using(ALIAS).get(event_id=envelope.event_id)
         assert f"subscription '{subscription.id}' does not exist in tenant 'globex'" in dead.error
+
+
+class TestQueryCount:
+    """The handlers on the bill run's path; the counts include the bus's inbox row.
+
+    The bus's transaction runs inside the test's, so it costs a savepoint and
+    its release here, where a consumer issues BEGIN and COMMIT instead.
+    """
+
+    def test_finalized_query_count(self, subscription):
+        bill_run_execute(as_of=date(2026, 1, 1), now=morning_of(date(2026, 1, 1)))
+        period = subscription.billing_periods.get()
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            _, result = send(
+                ar_events.INVOICE_FINALIZED, finalized(subscription, billing_period_id=str(period.id)),
+                occurred_at=at(1),
+            )
+
+        assert result.disposition is Disposition.ACK
+        # Inbox row, the subscription lock that also checks the billing
+        # period, the invoice insert, and the bus's savepoint and release.
+        assert len(queries) == 5, [query["sql"] for query in queries]
+
+    def test_paid_query_count(self, subscription):
+        send(ar_events.INVOICE_FINALIZED, finalized(subscription), occurred_at=at(1))
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            _, result = send(ar_events.INVOICE_PAID, paid(subscription), occurred_at=at(2))
+
+        assert result.disposition is Disposition.ACK
+        assert invoice_status() == "paid"
+        # Inbox row, the subscription lock, one conditional UPDATE of the
+        # invoice, and the bus's savepoint and release.
+        assert len(queries) == 5, [query["sql"] for query in queries]
+
+    def test_replayed_paid_query_count(self, subscription):
+        send(ar_events.INVOICE_FINALIZED, finalized(subscription), occurred_at=at(1))
+        send(ar_events.INVOICE_PAID, paid(subscription), occurred_at=at(2))
+
+        with CaptureQueriesContext(connections[ALIAS]) as queries:
+            _, result = send(ar_events.INVOICE_PAID, paid(subscription), occurred_at=at(2))
+
+        assert result.disposition is Disposition.ACK
+        assert invoice_status() == "paid"
+        assert version_of(subscription) == 1
+        # As above, plus the insert that finds the invoice and its lock.
+        assert len(queries) == 7, [query["sql"] for query in queries]
