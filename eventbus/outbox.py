@@ -1,6 +1,9 @@
 """Append events to a module's outbox inside the caller's transaction."""
 
 import uuid
+from collections.abc import Iterator
+from contextlib import contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -12,7 +15,7 @@ from eventbus.conf import bus_settings
 from eventbus.context import current_event
 from eventbus.envelope import Envelope
 from eventbus.errors import EventTooLarge, InvalidPayload, OutboxOutsideTransaction
-from eventbus.registry import get_module
+from eventbus.registry import BusModule, get_module
 from eventbus.schema import EventType
 
 
@@ -129,5 +132,32 @@ def outbox_append_many(
             )
         )
 
-    bus_module.outbox.objects.using(bus_module.alias).bulk_create(rows)
+    collected = _collected.get()
+    if collected is not None and collected[0] == bus_module.alias:
+        collected[1].extend(rows)
+    else:
+        bus_module.outbox.objects.using(bus_module.alias).bulk_create(rows)
     return envelopes
+
+
+# (alias, rows) while ``outbox_rows_collected`` is active on this thread.
+_collected: ContextVar[tuple[str, list] | None] = ContextVar("eventbus_outbox_collected", default=None)
+
+
+@contextmanager
+def outbox_rows_collected(module: BusModule) -> Iterator[None]:
+    """Insert the rows appended to ``module``'s outbox in the block with one statement at its end.
+
+    Use inside ``transaction.atomic(using=module.alias)``, around work that
+    appends many events, such as a group of handlers: the rows keep their
+    order and commit with the transaction. When the block raises, nothing is
+    inserted and the caller's transaction rolls back.
+    """
+    token = _collected.set((module.alias, []))
+    try:
+        yield
+        rows = _collected.get()[1]
+        if rows:
+            module.outbox.objects.using(module.alias).bulk_create(rows)
+    finally:
+        _collected.reset(token)

@@ -22,10 +22,12 @@ from ar.tests.factories import (
     PaymentSucceededFactory,
 )
 from ar.tests.support import deliver_envelope, envelope_for, published, row_counts
+from billing.tenancy.services import tenant_ensure
 from eventbus.backends import get_bus, reset_bus
-from eventbus.consumer import Disposition
+from eventbus.consumer import Disposition, Incoming, deliver_group
 from eventbus.models import DeadLetterReason
 from eventbus.outbox import outbox_append
+from eventbus.registry import get_module
 from eventbus.relay import relay_outbox
 from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED
 from subscriptions.events import INVOICE_REQUESTED
@@ -366,3 +368,33 @@ class TestQueryCount:
         # application of the payment, application, invoice update, outbox,
         # and the two savepoints with their releases.
         assert len(queries) == 10, [query["sql"] for query in queries]
+
+
+class TestGroupOfRequests:
+    def test_one_group_writes_every_invoice_and_one_outbox_insert(self):
+        customers = [CustomerFactory() for _ in range(3)]
+        envelopes = []
+        for customer in customers:
+            payload = InvoiceRequestedFactory(customer_id=str(customer.id))
+            envelopes.append(envelope_for(
+                INVOICE_REQUESTED, payload, tenant_id=customer.tenant_id, aggregate_type="subscription",
+                aggregate_id=payload.subscription_id,
+            ))
+        tenant_ensure(tenant_id=customers[0].tenant_id, now=NOW)
+        messages = [Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1) for envelope in envelopes]
+
+        with CaptureQueriesContext(connections["ar"]) as queries:
+            results = deliver_group(module=get_module("ar"), messages=messages)
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 3
+        assert sorted(invoice.number for invoice in Invoice.objects.using("ar")) == [
+            "ACME-000001", "ACME-000002", "ACME-000003",
+        ]
+        outbox_inserts = [query for query in queries.captured_queries if query["sql"].startswith('INSERT INTO "ar_outboxevent"')]
+        assert len(outbox_inserts) == 1
+        # Each request's finalized and collection events, in order, caused by that request.
+        assert [(event["event_type"], event["causation_id"]) for event in published()] == [
+            (event_type.name, str(envelope.event_id))
+            for envelope in envelopes
+            for event_type in (INVOICE_FINALIZED, PAYMENT_COLLECTION_REQUESTED)
+        ]
