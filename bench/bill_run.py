@@ -130,12 +130,14 @@ def run_on_servers(options, server_url: str) -> int:
         children.print_profiles()
     figures = {
         "subscriptions": count,
+        "consumers": options.consumers,
         "seed_seconds": seed_seconds,
         **result,
         "events": events,
         "peak_memory_mib": {name: kib / 1024 for name, kib in children.peak_kib.items()},
     }
-    report(figures, options, "PostgreSQL and NATS JetStream")
+    processes = "one consumer process" if options.consumers == 1 else f"{options.consumers} consumer processes"
+    report(figures, options, f"PostgreSQL and NATS JetStream, {processes}")
     return 0
 
 

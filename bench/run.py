@@ -38,6 +38,8 @@ def main() -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--subscriptions", type=int, default=10000,
                         help="Subscriptions in the PostgreSQL and JetStream bill run (default: 10000).")
+    parser.add_argument("--consumers", type=int, default=1,
+                        help="run_consumers processes in the PostgreSQL and JetStream bill run (default: 1).")
     parser.add_argument("--embedded-subscriptions", type=int, default=None,
                         help="Subscriptions in the embedded bill run (default: same as --subscriptions).")
     parser.add_argument("--events", type=int, default=20000,
@@ -50,8 +52,8 @@ def main() -> int:
                         help=f"Run only this step; repeat for several ({', '.join(STEPS)}; default: all).")
     parser.add_argument("--no-record", action="store_true", help=f"Do not append the record to {RECORD_PATH.name}.")
     options = parser.parse_args()
-    if options.subscriptions < 1 or options.events < 1 or options.backlog < 1:
-        parser.error("--subscriptions, --events and --backlog must be at least 1")
+    if options.subscriptions < 1 or options.events < 1 or options.backlog < 1 or options.consumers < 1:
+        parser.error("--subscriptions, --events, --backlog and --consumers must be at least 1")
     if options.embedded_subscriptions is not None and options.embedded_subscriptions < 1:
         parser.error(f"--embedded-subscriptions {options.embedded_subscriptions} must be at least 1")
     server_url = benchlib.server_url_or_exit(parser)
@@ -114,7 +116,7 @@ def main() -> int:
         rate = round(consumer / 2) if consumer else 200
     step("latency", "latency.py", "--rate", str(rate), "--seconds", str(options.latency_seconds),
          "--backlog", str(options.backlog))
-    step("bill-run", "bill_run.py", "--subscriptions", str(options.subscriptions))
+    step("bill-run", "bill_run.py", "--subscriptions", str(options.subscriptions), "--consumers", str(options.consumers))
     step("embedded", "bill_run.py", "--embedded", "--subscriptions",
          str(options.embedded_subscriptions or options.subscriptions))
 
@@ -155,7 +157,9 @@ def summarize(results: dict) -> benchlib.Table:
     if bill_run:
         settled = bill_run["settled_seconds"]
         raw = raw_seconds(bill_run["events"], limits)
-        label = f"bill run of {bill_run['subscriptions']:,} to settled, PostgreSQL + JetStream"
+        consumers = bill_run.get("consumers", 1)
+        label = (f"bill run of {bill_run['subscriptions']:,} to settled, PostgreSQL + JetStream, "
+                 f"{consumers} consumer process{'es' if consumers > 1 else ''}")
         if raw:
             table.add(label, f"{settled:.1f} s", f"{raw:.1f} s (lower bound)", f"{settled / raw:.1f}x the raw time")
         else:
