@@ -7,9 +7,16 @@ import sys
 
 def main() -> None:
     os.environ.setdefault("DJANGO_SETTINGS_MODULE", "billing.settings")
+    from django.core.exceptions import ImproperlyConfigured
     from django.core.management import execute_from_command_line
 
-    execute_from_command_line(sys.argv)
+    try:
+        execute_from_command_line(sys.argv)
+    except ImproperlyConfigured as error:
+        # A bad setting (usually an environment variable) is the operator's
+        # to fix; its message names the value and the fix, so no traceback.
+        sys.stderr.write(f"Configuration error: {error}\n")
+        sys.exit(2)
 
 
 if __name__ == "__main__":

@@ -35,6 +35,8 @@ PUBLISH_BACKOFF_SECONDS = (1, 2, 5, 15, 30, 60)
 # next pass, so a busy outbox goes out in fewer, larger batches. It adds at
 # most this much to an event's latency under load, and nothing when idle.
 FOLLOW_LINGER_SECONDS = 0.01
+# Longest slice of a following relay's idle wait between two checks for a stop.
+STOP_CHECK_SECONDS = 0.5
 
 
 @dataclass
@@ -323,9 +325,26 @@ def relay_follow(
                 # Without NOTIFY nothing says which outbox has new rows.
                 due = active | listener.wait(0) if listener.enabled else set(modules)
             else:
-                due = listener.wait(interval) or set(modules)
+                due = _wait_for_rows(listener, interval, should_stop) or set(modules)
     finally:
         listener.close()
+
+
+def _wait_for_rows(listener: OutboxListener, seconds: float, should_stop: Callable[[], bool]) -> set[str]:
+    """Wait up to ``seconds`` for new outbox rows; return the modules notified, or nothing once stopped.
+
+    The wait runs in slices of STOP_CHECK_SECONDS, so a stop requested by a
+    signal handler ends it within one slice.
+    """
+    deadline = time.monotonic() + seconds
+    while not should_stop():
+        remaining = deadline - time.monotonic()
+        if remaining <= 0:
+            break
+        notified = listener.wait(min(remaining, STOP_CHECK_SECONDS))
+        if notified:
+            return notified
+    return set()
 
 
 class RepublishSinceNaive(EventBusError):

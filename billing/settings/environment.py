@@ -28,7 +28,10 @@ def env_int(name: str, *, default: int) -> int:
     try:
         return int(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a whole number") from None
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a whole number; set it to one, such as {default}, or unset it for "
+            f"the default ({default})"
+        ) from None
 
 
 def env_float(name: str, *, default: float) -> float:
@@ -38,7 +41,10 @@ def env_float(name: str, *, default: float) -> float:
     try:
         return float(raw)
     except ValueError:
-        raise ImproperlyConfigured(f"{name}={raw!r} is not a number") from None
+        raise ImproperlyConfigured(
+            f"{name}={raw!r} is not a number; set it to one, such as {default}, or unset it for "
+            f"the default ({default})"
+        ) from None
 
 
 def env_list(name: str, *, default: list[str]) -> list[str]:

@@ -78,3 +78,19 @@ class TestFollowingRelay:
             publish_probe("stop the relay", aggregate_id="agg-stop")
             relay.join(timeout=20)
         assert not relay.is_alive()
+
+    def test_stop_ends_an_idle_wait_long_before_the_interval(self, nats_bus):
+        stop = threading.Event()
+        relay = threading.Thread(
+            target=relay_follow,
+            kwargs={"modules": ["probe"], "interval": 60.0, "should_stop": stop.is_set, "bus": nats_bus},
+        )
+        relay.start()
+        # Let the relay finish its first pass and start waiting.
+        time.sleep(1.0)
+        stopped_at = time.monotonic()
+        stop.set()
+
+        relay.join(timeout=10)
+        assert not relay.is_alive()
+        assert time.monotonic() - stopped_at < 2

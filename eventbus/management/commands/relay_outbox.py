@@ -25,6 +25,9 @@ MAX_PASSES = 100
 # --republish-since. A relay running with --follow holds the lock only while a
 # pass runs, so an idle or moderately busy relay lets it in within seconds.
 LOCK_ATTEMPTS = 40
+# Longest --interval: rows in publish backoff wait for a pass over every
+# module at least this often.
+MAX_INTERVAL_SECONDS = 3600
 LOCK_RETRY_SECONDS = 0.5
 
 
@@ -54,8 +57,9 @@ class Command(BaseCommand):
         )
         parser.add_argument(
             "--interval", type=float, default=1.0,
-            help="With --follow, the longest wait after a pass that found nothing; on PostgreSQL a "
-            "committed outbox insert ends the wait at once (default: 1).",
+            help="With --follow, the longest wait in seconds after a pass that found nothing, above 0 and at "
+            f"most {MAX_INTERVAL_SECONDS}; on PostgreSQL a committed outbox insert ends the wait at once "
+            "(default: 1).",
         )
 
     def handle(self, *args, **options):
@@ -65,8 +69,11 @@ class Command(BaseCommand):
             ]
         except EventBusError as error:
             raise CommandError(str(error)) from error
-        if not math.isfinite(options["interval"]) or options["interval"] <= 0:
-            raise CommandError(f"--interval {options['interval']} must be a finite number of seconds above 0")
+        if not math.isfinite(options["interval"]) or not 0 < options["interval"] <= MAX_INTERVAL_SECONDS:
+            raise CommandError(
+                f"--interval {options['interval']} must be a number of seconds above 0 and at most "
+                f"{MAX_INTERVAL_SECONDS}"
+            )
         if options["yes"] and options["republish_since"] is None:
             raise CommandError("--yes applies only to --republish-since TIME")
 
