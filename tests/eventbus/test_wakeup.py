@@ -4,12 +4,12 @@ import threading
 import time
 
 import pytest
-from django.db import transaction
+from django.db import connections, transaction
 
 from eventbus.models import OutboxState
 from eventbus.registry import get_module
 from eventbus.relay import relay_follow
-from eventbus.wakeup import OutboxListener
+from eventbus.wakeup import OUTBOX_AUTOVACUUM_ROWS, OutboxListener
 from tests.eventbus.conftest import publish_probe
 from tests.probe.models import OutboxEvent
 from tests.support import wait_for
@@ -94,3 +94,21 @@ class TestFollowingRelay:
         relay.join(timeout=10)
         assert not relay.is_alive()
         assert time.monotonic() - stopped_at < 2
+
+
+class TestOutboxAutovacuum:
+    @pytest.mark.parametrize("module_name", ["subscriptions", "ar", "payments", "notifications"])
+    def test_migrate_sets_each_outbox_to_be_vacuumed_every_few_thousand_rows(self, module_name):
+        module = get_module(module_name)
+        with connections[module.alias].cursor() as cursor:
+            cursor.execute(
+                "SELECT reloptions FROM pg_class WHERE oid = %s::regclass", [module.outbox._meta.db_table]
+            )
+            (options,) = cursor.fetchone()
+
+        assert sorted(options) == sorted([
+            "autovacuum_vacuum_scale_factor=0",
+            f"autovacuum_vacuum_threshold={OUTBOX_AUTOVACUUM_ROWS}",
+            "autovacuum_analyze_scale_factor=0",
+            f"autovacuum_analyze_threshold={OUTBOX_AUTOVACUUM_ROWS}",
+        ])
