@@ -149,6 +149,10 @@ def deliver_group(
     back and every message goes through ``deliver_one`` (default:
     ``deliver``) in order, so retries and dead letters stay per message.
 
+    NOTE: a group keeps every row lock its handlers take until it commits.
+    Two groups that lock the same rows in different orders can deadlock.
+    PostgreSQL then aborts one, and its messages are applied one at a time.
+
     Handlers' ``transaction.on_commit`` callbacks run after the group
     commits. A callback that raises skips the callbacks registered after it,
     so a handler's callback must catch its own errors or be registered with

@@ -7,7 +7,7 @@ import sys
 from tests.support import ROOT
 
 
-def test_bad_setting_is_one_line_naming_the_value_and_the_fix():
+def test_bad_setting_one_line_error():
     environment = {**os.environ, "EVENTBUS_CONSUMER_GROUP_SIZE": "abc"}
 
     finished = subprocess.run(

@@ -130,7 +130,7 @@ class TestGracefulShutdown:
         assert time.monotonic() - stopped_at < 30
         assert_applied_once(envelopes)
 
-    def test_sigterm_lets_the_group_in_flight_commit(self, settings, long_ack_wait, nats_server, consumer_processes):
+    def test_sigterm_commits_group_in_flight(self, settings, long_ack_wait, nats_server, consumer_processes):
         # One worker thread takes the whole fetch of three as one group.
         settings.EVENTBUS = {**settings.EVENTBUS, "CONSUMER_GROUP_SIZE": 20, "CONSUMER_CONCURRENCY": 1}
         envelopes = publish_slow(3, seconds=2)

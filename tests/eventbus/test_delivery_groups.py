@@ -29,7 +29,7 @@ def probe():
 
 
 class TestGroupApplied:
-    def test_every_message_is_applied_once_and_acked(self, probe):
+    def test_every_message_applied_once(self, probe):
         envelopes = probe_events(5)
 
         results = deliver_group(module=probe, messages=[incoming(envelope) for envelope in envelopes])
@@ -40,7 +40,7 @@ class TestGroupApplied:
             assert ProbeEffect.objects.using(ALIAS).filter(event_id=envelope.event_id).count() == 1
             assert ProcessedEvent.objects.using(ALIAS).filter(event_id=envelope.event_id).count() == 1
 
-    def test_one_inbox_lookup_and_one_inbox_insert_for_the_group(self, probe):
+    def test_group_statement_count(self, probe):
         envelopes = probe_events(10)
         connection = connections[ALIAS]
 
@@ -57,7 +57,7 @@ class TestGroupApplied:
         assert len(grouped) == 5 * 3 + 4
         assert [query["sql"] for query in grouped.captured_queries].count("COMMIT") == 1
 
-    def test_one_aggregates_messages_apply_in_stream_order(self, probe):
+    def test_aggregate_order_kept(self, probe):
         first = publish_probe("older", aggregate_id="agg-1", version=1)
         second = publish_probe("newer", aggregate_id="agg-1", version=2)
 
@@ -66,7 +66,7 @@ class TestGroupApplied:
         counter = ProbeCounter.objects.using(ALIAS).get(aggregate_id="agg-1")
         assert (counter.version, counter.value) == (2, "newer")
 
-    def test_an_event_already_in_the_inbox_is_a_duplicate(self, probe):
+    def test_inbox_event_is_duplicate(self, probe):
         applied, new = probe_events(2)
         deliver(module=probe, subject=applied.subject, body=applied.to_json(), delivery=1)
 
@@ -79,7 +79,7 @@ class TestGroupApplied:
         assert ProbeEffect.objects.using(ALIAS).filter(event_id=applied.event_id).count() == 1
         assert ProbeEffect.objects.using(ALIAS).filter(event_id=new.event_id).count() == 1
 
-    def test_the_same_event_twice_in_one_group_is_applied_once(self, probe):
+    def test_repeated_event_applied_once(self, probe):
         (envelope,) = probe_events(1)
         other = publish_probe("other", aggregate_id="agg-other")
 
@@ -90,7 +90,7 @@ class TestGroupApplied:
 
 
 class TestGroupFallsBack:
-    def test_a_failing_handler_leaves_the_others_applied_and_retries_only_itself(self, probe):
+    def test_failing_handler_retried_alone(self, probe):
         ProbeSwitch.objects.using(ALIAS).create(name="flaky-fails")
         before = publish_probe("before", aggregate_id="agg-1")
         failing = publish_probe("failing", aggregate_id="agg-2", event_type=events.FLAKY)
@@ -102,7 +102,7 @@ class TestGroupFallsBack:
         assert set(ProbeEffect.objects.using(ALIAS).values_list("value", flat=True)) == {"before", "after"}
         assert not ProcessedEvent.objects.using(ALIAS).filter(event_id=failing.event_id).exists()
 
-    def test_a_malformed_message_is_dead_lettered_once_and_the_others_applied(self, probe):
+    def test_malformed_message_dead_lettered_once(self, probe):
         good = publish_probe("good")
         malformed = Incoming(subject="probe.events.probe.value.set", body=b"{not json", delivery=1)
 
@@ -112,7 +112,7 @@ class TestGroupFallsBack:
         assert DeadLetter.objects.using(ALIAS).get().reason == DeadLetterReason.MALFORMED
         assert ProbeEffect.objects.using(ALIAS).get().event_id == good.event_id
 
-    def test_a_redelivery_goes_through_deliver_one(self, probe):
+    def test_redelivery_applied_alone(self, probe):
         first, second = probe_events(2)
         seen = []
 

@@ -79,7 +79,7 @@ class TestFollowingRelay:
             relay.join(timeout=20)
         assert not relay.is_alive()
 
-    def test_stop_ends_an_idle_wait_long_before_the_interval(self, nats_bus):
+    def test_stop_ends_idle_wait(self, nats_bus):
         stop = threading.Event()
         relay = threading.Thread(
             target=relay_follow,
@@ -98,7 +98,7 @@ class TestFollowingRelay:
 
 class TestOutboxAutovacuum:
     @pytest.mark.parametrize("module_name", ["subscriptions", "ar", "payments", "notifications"])
-    def test_migrate_sets_each_outbox_to_be_vacuumed_every_few_thousand_rows(self, module_name):
+    def test_outbox_autovacuum_thresholds(self, module_name):
         module = get_module(module_name)
         with connections[module.alias].cursor() as cursor:
             cursor.execute(
