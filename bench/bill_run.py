@@ -148,7 +148,7 @@ def watch_until_settled(children, count: int, started: float, options) -> dict:
     pending rows (a partial index), the durable consumers' backlog in NATS,
     and the invoice count until every invoice exists. The full status, whose
     counts and sums grow with the tables, is read only when those figures
-    say the flow may be idle, and for a progress row every PROGRESS_SECONDS,
+    show the flow may be idle, and for a progress row every PROGRESS_SECONDS,
     so the watching itself takes little from the run it measures.
     """
     from ar.models import Invoice

@@ -140,7 +140,7 @@ def outbox_append_many(
     return envelopes
 
 
-# (alias, rows) while ``outbox_rows_collected`` is active on this thread.
+# The alias and the rows collected while ``outbox_rows_collected`` is active on this thread.
 _collected: ContextVar[tuple[str, list] | None] = ContextVar("eventbus_outbox_collected", default=None)
 
 

@@ -35,7 +35,7 @@ PUBLISH_BACKOFF_SECONDS = (1, 2, 5, 15, 30, 60)
 # next pass, so a busy outbox goes out in fewer, larger batches. It adds at
 # most this much to an event's latency under load, and nothing when idle.
 FOLLOW_LINGER_SECONDS = 0.01
-# Longest slice of a following relay's idle wait between two checks for a stop.
+# Maximum seconds of a following relay's idle wait between two checks for a stop.
 STOP_CHECK_SECONDS = 0.5
 
 
@@ -322,8 +322,11 @@ def relay_follow(
                     active.add(module)
             if active:
                 time.sleep(linger)
-                # Without NOTIFY nothing says which outbox has new rows.
-                due = active | listener.wait(0) if listener.enabled else set(modules)
+                if listener.enabled:
+                    due = active | listener.wait(0)
+                else:
+                    # Without NOTIFY the relay cannot tell which outbox has new rows.
+                    due = set(modules)
             else:
                 due = _wait_for_rows(listener, interval, should_stop) or set(modules)
     finally:

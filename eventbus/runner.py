@@ -279,7 +279,7 @@ class ConsumerRunner:
             )
         except Exception:
             # deliver_group failed outside any handler, for example while it
-            # logged; every message of the group comes back later.
+            # logged, so every message of the group is redelivered later.
             logger.exception("Delivery of a group failed before an outcome was recorded",
                              extra={"bus_module": module.name})
             close_old_connections()

@@ -75,10 +75,10 @@ def invoice_number_for(*, tenant_id: str, invoice_id: str) -> str | None:
     the invoice email was recorded first, which is the usual order but not a
     guaranteed one, since the events come from different streams.
     """
-    # Filtered by invoice id alone, so PostgreSQL reads the invoice index;
-    # with the tenant in the WHERE clause and stale statistics it combined the
-    # tenant's whole index range with it (90 ms at 150,000 rows). Invoice ids
-    # are unique across tenants, and the tenant is compared here.
+    # The query filters by invoice id alone, so PostgreSQL reads the invoice
+    # index. With the tenant in the WHERE clause and stale statistics, it
+    # also scanned the tenant's whole index range (90 ms at 150,000 rows).
+    # Invoice ids are unique across tenants, so the tenant is compared here.
     rows = (
         _notifications()
         .filter(invoice_id=invoice_id, template=NotificationTemplate.INVOICE_FINALIZED)

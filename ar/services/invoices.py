@@ -322,7 +322,7 @@ def _existing_invoice_and_credit(
 
     One query reads both. Run it after locking the customer row, so the
     statement starts after every other writer of that customer's credit and
-    invoices has committed, and sees their rows.
+    invoices has committed, and reads their rows.
     """
     # Raw SQL: the ORM took longer to build this statement from two
     # subqueries than PostgreSQL took to run it, on every invoice of a bill run.

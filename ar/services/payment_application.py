@@ -163,7 +163,7 @@ def _lock_invoice_for_payment(*, invoice_id: str, source: str, reference: str) -
 
     The invoice carries the id in ``previous_application_id``, None when the
     payment is new. The invoice's locking query reads it after the customer
-    lock that every payment application takes, so it sees every committed
+    lock that every payment application takes, so it reads every committed
     application of this invoice without another query.
     """
     previous_application = (
