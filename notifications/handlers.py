@@ -7,17 +7,17 @@ each email once.
 
 from typing import TYPE_CHECKING
 
-from django.db import transaction
 from django.utils import timezone
 
 from ar.events import INVOICE_FINALIZED, InvoiceFinalized
+from eventbus.after_commit import on_commit_collect
 from eventbus.envelope import Envelope
 from eventbus.registry import HandlerRegistry
 from notifications import contexts
 from notifications.errors import CustomerNotFound, CustomerTenantMismatch
 from notifications.models import Notification, NotificationStatus, NotificationTemplate
 from notifications.selectors import invoice_number_for
-from notifications.services import notification_create, notification_send
+from notifications.services import notification_create, notification_send_many
 from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded
 from subscriptions.events import SUBSCRIPTION_CANCELED, SubscriptionCanceled
 
@@ -119,25 +119,18 @@ def _record_and_send_after_commit(envelope: Envelope, **fields) -> None:
         **fields,
     )
     if created and notification.status == NotificationStatus.PENDING:
-
-        def send_notification() -> None:
-            send_after_commit(notification)
-
         # robust=True logs an error here instead of failing the handler that
-        # already committed. The row stays pending for notifications_send_pending.
-        # The callback is a function rather than a functools.partial. Django 5.2
-        # logs a robust callback's error with its __qualname__, which a partial
-        # lacks, so the logging raised AttributeError and failed the committed handler.
-        transaction.on_commit(send_notification, using=ALIAS, robust=True)
+        # already committed; the rows stay pending for notifications_send_pending.
+        # The emails recorded in one transaction, such as a group of
+        # messages, are sent together.
+        on_commit_collect(send_after_commit, notification, using=ALIAS, robust=True)
 
 
-def send_after_commit(notification: Notification) -> None:
-    """Send a notification whose handler transaction committed.
+def send_after_commit(notifications: list[Notification]) -> None:
+    """Send the notifications whose handler transaction committed.
 
-    ``notification`` is the row the handler inserted, so the send does not
-    read it again. The send happens after the event's own time, so it reads
-    the clock rather than using ``envelope.occurred_at``.
+    ``notifications`` are the rows the handlers inserted, so the send does
+    not read them again. The send happens after the events' own time, so it
+    reads the clock rather than using ``envelope.occurred_at``.
     """
-    notification_send(
-        notification_id=str(notification.id), notification=notification, now=timezone.now()
-    )
+    notification_send_many(notifications=notifications, now=timezone.now())

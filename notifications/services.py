@@ -32,15 +32,19 @@ well below it.
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 from typing import Any
 
 from django.core.exceptions import ValidationError
+from django.core.mail import get_connection
 from django.core.validators import validate_email
 from django.db import connections, transaction
 from django.db.models import Q
 
-from eventbus.outbox import outbox_append
+from billing.bulk import group_by
+from eventbus.outbox import outbox_append, outbox_rows_collected
+from eventbus.registry import get_module
 from notifications.emails import build_message, render_email
 from notifications.errors import NotificationNotFound, UnknownTemplate
 from notifications.events import (
@@ -174,19 +178,131 @@ def notification_send(
         body_text=notification.body_text,
         body_html=notification.body_html,
     )
-    error = ""
+    return _record_outcome(notification, now, _send_email(message))
+
+
+def notification_send_many(*, notifications: Sequence[Notification], now: datetime) -> None:
+    """Send several pending notifications as ``notification_send`` sends each, with shared writes.
+
+    ``notifications`` are the rows as their caller last wrote them, such as
+    those ``notification_create`` returned. The rows still as the caller left
+    them are claimed with one UPDATE. Their emails go out through one email
+    backend connection, and their outcomes are written and their events
+    appended in one transaction. Every other row, and any row changed by
+    another sender in between, goes through the row-at-a-time path of
+    ``notification_send``. Must be called outside any transaction on the
+    notifications database.
+    """
+    lease_start = now - timedelta(seconds=DEFAULT_LEASE_SECONDS)
+    claimed: list[Notification] = []
+    for (version, attempts), alike in group_by(
+        [notification for notification in notifications if _is_claimable(notification, lease_start)],
+        lambda notification: (notification.version, notification.attempts),
+    ):
+        claimed.extend(_update_alike_if_unchanged(alike, version, attempts=attempts + 1, last_attempt_at=now))
+    claimed_ids = {notification.id for notification in claimed}
+    for notification in notifications:
+        if notification.id not in claimed_ids:
+            notification_send(notification_id=str(notification.id), now=now)
+
+    if not claimed:
+        return
+    errors = _send_emails(claimed)
+
+    changed: list[tuple[Notification, str]] = []
+    with transaction.atomic(using=ALIAS, durable=True):
+        with outbox_rows_collected(get_module(ALIAS)):
+            for (version, error), alike in group_by(
+                claimed, lambda notification: (notification.version, errors[notification.id])
+            ):
+                written = _update_alike_if_unchanged(alike, version, **_outcome(error, now))
+                written_ids = {notification.id for notification in written}
+                changed.extend((notification, error) for notification in alike if notification.id not in written_ids)
+                for notification in written:
+                    _append_outcome(notification, now)
+                    _log_outcome(notification, error)
+    for notification, error in changed:
+        _record_outcome(notification, now, error)
+
+
+def _send_emails(notifications: list[Notification]) -> dict[uuid.UUID, str]:
+    """Hand each notification's email to the email backend over one connection; return each one's error, or ""."""
+    errors = {}
+    connection = get_connection(fail_silently=False)
+    try:
+        connection.open()
+    # A connection that cannot open raises again on each send, and that error
+    # is recorded on each notification.
+    except Exception:  # noqa: BLE001
+        pass
+    try:
+        for notification in notifications:
+            message = build_message(
+                notification_id=str(notification.id),
+                recipient=notification.recipient,
+                subject=notification.subject,
+                body_text=notification.body_text,
+                body_html=notification.body_html,
+            )
+            message.connection = connection
+            errors[notification.id] = _send_email(message)
+    finally:
+        try:
+            connection.close()
+        except Exception:  # noqa: BLE001
+            logger.warning("Closing the email backend connection failed", exc_info=True)
+    return errors
+
+
+def _send_email(message) -> str:
+    """Send ``message``; return "" when the backend accepted it, else why not."""
     try:
         accepted = message.send(fail_silently=False)
     # Email backends raise many unrelated types: smtplib.SMTPException,
     # OSError, TimeoutError, ValueError for a bad header, or their own. Each
     # means the email was not sent, so each is recorded alike.
     except Exception as exception:  # noqa: BLE001
-        error = f"{type(exception).__name__}: {exception}"
-    else:
-        if accepted != 1:
-            error = f"the email backend accepted {accepted} messages instead of 1"
+        return f"{type(exception).__name__}: {exception}"
+    if accepted != 1:
+        return f"the email backend accepted {accepted} messages instead of 1"
+    return ""
 
-    return _record_outcome(notification, now, error)
+
+def _update_alike_if_unchanged(notifications: list[Notification], version: int, **changes: Any) -> list[Notification]:
+    """Write ``changes`` and a new version to those of ``notifications`` (all at ``version``) still at it.
+
+    Return the notifications written, with the changes applied to them in
+    memory. One UPDATE ... RETURNING does it, which PostgreSQL and SQLite 3.35
+    or later run; the UPDATE locks the rows, as ``_update_if_unchanged`` does.
+    """
+    if not notifications:
+        return []
+    connection = connections[ALIAS]
+    quote_name = connection.ops.quote_name
+    meta = Notification._meta
+    assignments = []
+    values = []
+    for name, value in {**changes, "version": version + 1}.items():
+        field = meta.get_field(name)
+        assignments.append(f"{quote_name(field.column)} = %s")
+        values.append(field.get_db_prep_save(value, connection))
+    pk = meta.pk
+    ids = [pk.get_db_prep_value(notification.id, connection) for notification in notifications]
+    with connection.cursor() as cursor:
+        cursor.execute(
+            f"UPDATE {quote_name(meta.db_table)} SET {', '.join(assignments)} "
+            f"WHERE {quote_name('version')} = %s AND {quote_name(pk.column)} IN ({', '.join(['%s'] * len(ids))}) "
+            f"RETURNING {quote_name(pk.column)}",
+            [*values, version, *ids],
+        )
+        written_ids = {pk.to_python(row[0]) for row in cursor.fetchall()}
+
+    written = [notification for notification in notifications if notification.id in written_ids]
+    for notification in written:
+        for field, value in changes.items():
+            setattr(notification, field, value)
+        notification.version = version + 1
+    return written
 
 
 def notifications_send_pending(*, now: datetime, older_than_seconds: int = 60) -> int:
@@ -367,11 +483,7 @@ def _record_outcome(claimed: Notification, now: datetime, error: str) -> Notific
     attempt left it. When another attempt changed the row, it is read under a
     lock, and the outcome is recorded only if the row is still pending.
     """
-    if error:
-        outcome = {"status": NotificationStatus.FAILED, "error": error[:MAX_ERROR_LENGTH]}
-    else:
-        outcome = {"status": NotificationStatus.SENT, "sent_at": now, "error": ""}
-
+    outcome = _outcome(error, now)
     with transaction.atomic(using=ALIAS):
         notification = claimed
         if not _update_if_unchanged(notification, **outcome):
@@ -392,12 +504,22 @@ def _record_outcome(claimed: Notification, now: datetime, error: str) -> Notific
             notification.version += 1
             notification.save(update_fields=[*outcome, "version"])
         _append_outcome(notification, now)
+    _log_outcome(notification, error)
+    return notification
 
+
+def _outcome(error: str, now: datetime) -> dict[str, Any]:
+    """Return the fields that record a send attempt's outcome: failed with ``error``, or sent at ``now``."""
+    if error:
+        return {"status": NotificationStatus.FAILED, "error": error[:MAX_ERROR_LENGTH]}
+    return {"status": NotificationStatus.SENT, "sent_at": now, "error": ""}
+
+
+def _log_outcome(notification: Notification, error: str) -> None:
     if error:
         logger.warning("Sending notification failed: %s", error, extra=_log_extra(notification))
     else:
         logger.info("Sent notification", extra=_log_extra(notification))
-    return notification
 
 
 def _append_outcome(notification: Notification, now: datetime) -> None:

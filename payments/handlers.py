@@ -2,14 +2,12 @@
 
 import logging
 from datetime import datetime
-from functools import partial
-
-from django.db import transaction
 
 from ar.events import PAYMENT_COLLECTION_REQUESTED, PaymentCollectionRequested
+from eventbus.after_commit import on_commit_collect
 from eventbus.envelope import Envelope
 from eventbus.registry import HandlerRegistry
-from payments.services import payment_attempt_charge, payment_create
+from payments.services import payment_attempt_charge_many, payment_create
 
 logger = logging.getLogger(__name__)
 
@@ -37,20 +35,20 @@ def collect_payment(envelope: Envelope, payload: PaymentCollectionRequested) -> 
     if not created:
         return
     # The charge must not run inside the handler's transaction: a rollback
-    # after the gateway charged would forget the charge.
-    transaction.on_commit(
-        partial(_charge_first_attempt, payment_id=str(payment.id), now=envelope.occurred_at),
-        using="payments",
-    )
+    # after the gateway charged would forget the charge. The payments of one
+    # transaction, such as a group of messages, are charged together.
+    on_commit_collect(_charge_first_attempts, (str(payment.id), envelope.occurred_at), using="payments")
 
 
-def _charge_first_attempt(*, payment_id: str, now: datetime) -> None:
+def _charge_first_attempts(requests: list[tuple[str, datetime]]) -> None:
+    """Charge the payments created by one transaction, at the latest of their events' times."""
+    now = max(occurred_at for _, occurred_at in requests)
     try:
-        payment_attempt_charge(payment_id=payment_id, now=now)
+        payment_attempt_charge_many(payment_ids=[payment_id for payment_id, _ in requests], now=now)
     except Exception:
-        # The inbox row has committed, so a redelivery would be skipped; the
-        # pending payment is due for the retry runner instead.
+        # The inbox rows have committed, so a redelivery would be skipped; the
+        # pending payments are due for the retry runner instead.
         logger.exception(
-            "First charge of payment failed; payments_retry_due charges it",
-            extra={"payment_id": payment_id},
+            "First charge of %s payment(s) failed; payments_retry_due charges them", len(requests),
+            extra={"payment_ids": [payment_id for payment_id, _ in requests]},
         )

@@ -40,21 +40,47 @@ def main(argv: list[str]) -> int:
     started: list[subprocess.Popen] = []
     workdir = Path(tempfile.mkdtemp(prefix="billing-testenv-"))
     env = dict(os.environ)
+    # SIGTERM and SIGHUP would end this process at once and leave the
+    # servers it started running; raising lets the cleanup below run.
+    for signum in (signal.SIGTERM, signal.SIGHUP):
+        signal.signal(signum, _raise_terminated)
     try:
-        env["DATABASE_URL"] = _postgres(env, workdir, started)
-        env["NATS_URL"] = _nats(env, workdir, started)
-        env["NATS_SERVER_BIN"] = _nats_server_binary()
-        env["CELERY_BROKER_URL"] = _redis(env, workdir, started)
-    except ServiceError as error:
-        print(f"testenv: {error}", file=sys.stderr)
-        _stop(started)
-        return 3
-
-    try:
-        return subprocess.call(command, env=env)
+        try:
+            env["DATABASE_URL"] = _postgres(env, workdir, started)
+            env["NATS_URL"] = _nats(env, workdir, started)
+            env["NATS_SERVER_BIN"] = _nats_server_binary()
+            env["CELERY_BROKER_URL"] = _redis(env, workdir, started)
+        except ServiceError as error:
+            print(f"testenv: {error}", file=sys.stderr)
+            return 3
+        return _run_command(command, env)
+    except Terminated as stop:
+        return 128 + stop.signum
     finally:
         _stop(started)
         shutil.rmtree(workdir, ignore_errors=True)
+
+
+class Terminated(BaseException):
+    """SIGTERM or SIGHUP arrived; a BaseException, so no ``except Exception`` swallows it."""
+
+    def __init__(self, signum: int):
+        super().__init__(signum)
+        self.signum = signum
+
+
+def _raise_terminated(signum, frame) -> None:
+    raise Terminated(signum)
+
+
+def _run_command(command: list[str], env: dict) -> int:
+    """Run ``command`` and return its exit code; pass SIGTERM or SIGHUP on to it and wait for it to exit."""
+    child = subprocess.Popen(command, env=env)
+    while True:
+        try:
+            return child.wait()
+        except Terminated as stop:
+            child.send_signal(stop.signum)
 
 
 # PostgreSQL ----------------------------------------------------------------

@@ -379,7 +379,7 @@ class TestHandlerErrors:
         def send_fails(**kwargs):
             raise RuntimeError("connection to the notifications database was cut")
 
-        monkeypatch.setattr("notifications.handlers.notification_send", send_fails)
+        monkeypatch.setattr("notifications.handlers.notification_send_many", send_fails)
         envelope = envelope_for(INVOICE_FINALIZED, InvoiceFinalizedFactory())
 
         result = deliver_to_notifications(envelope, delivery=1)

@@ -15,6 +15,7 @@ from notifications.services import (
     MAX_SEND_ATTEMPTS,
     notification_create,
     notification_send,
+    notification_send_many,
     notifications_send_pending,
 )
 from notifications.tests.factories import (
@@ -496,6 +497,90 @@ class TestQueryCount:
             "SELECT notifications_notification",
             "UPDATE notifications_notification",
             "COMMIT",
+            "BEGIN",
+            "UPDATE notifications_notification",
+            "INSERT notifications_outboxevent",
+            "COMMIT",
+        ]
+
+
+class TestNotificationSendMany:
+    def test_sends_each_and_marks_sent(self, mailoutbox):
+        created = [create()[0] for _ in range(3)]
+
+        notification_send_many(notifications=created, now=NOW)
+
+        for notification in created:
+            stored = notifications().get(id=notification.id)
+            assert stored.status == NotificationStatus.SENT
+            assert stored.sent_at == NOW
+            assert stored.attempts == 1
+            assert stored.version == 3
+            assert notification.version == 3
+        assert sorted(message.extra_headers["X-Billing-Notification-Id"] for message in mailoutbox) == sorted(
+            str(notification.id) for notification in created
+        )
+        sent = outbox("notifications.notification.sent")
+        assert sorted(row.aggregate_id for row in sent) == sorted(str(notification.id) for notification in created)
+        assert {row.aggregate_version for row in sent} == {3}
+
+    def test_failing_backend_marks_each_failed(self, unreachable_smtp, mailoutbox):
+        created = [create()[0] for _ in range(2)]
+
+        notification_send_many(notifications=created, now=NOW)
+
+        for notification in created:
+            stored = notifications().get(id=notification.id)
+            assert stored.status == NotificationStatus.FAILED
+            assert stored.error == "ConnectionRefusedError: [Errno 111] Connection refused"
+        assert outbox("notifications.notification.failed").count() == 2
+        assert mailoutbox == []
+
+    def test_row_changed_elsewhere_goes_one_at_a_time(self, mailoutbox):
+        fresh, _ = create()
+        stale, _ = create()
+        # Another sender claimed and sent this one since the caller wrote it.
+        notification_send(notification_id=str(stale.id), now=NOW - timedelta(minutes=1))
+
+        notification_send_many(notifications=[fresh, stale], now=NOW)
+
+        assert notifications().get(id=fresh.id).sent_at == NOW
+        assert notifications().get(id=stale.id).sent_at == NOW - timedelta(minutes=1)
+        assert len(mailoutbox) == 2
+        assert outbox("notifications.notification.sent").count() == 2
+
+    def test_outcome_recorded_meanwhile_is_kept(self, during_send, mailoutbox):
+        first, _ = create()
+        second, _ = create()
+
+        def take_over_first():
+            # A sender whose lease started later records its own outcome first.
+            if not mailoutbox:
+                notifications().filter(id=first.id).update(
+                    status=NotificationStatus.SENT, sent_at=NOW + timedelta(hours=1), version=F("version") + 1
+                )
+
+        during_send(take_over_first)
+        notification_send_many(notifications=[first, second], now=NOW)
+
+        assert notifications().get(id=first.id).sent_at == NOW + timedelta(hours=1)
+        assert notifications().get(id=second.id).sent_at == NOW
+        # Only the second send's outcome is announced; the first one's is dropped.
+        assert [row.aggregate_id for row in outbox("notifications.notification.sent")] == [str(second.id)]
+
+
+
+@pytest.mark.django_db(databases="__all__", transaction=True)
+class TestSendManyQueryCount:
+    def test_statements_do_not_grow_with_notifications(self):
+        def statements_to_send(count: int) -> list[str]:
+            created = [create()[0] for _ in range(count)]
+            with CaptureQueriesContext(connections[ALIAS]) as queries:
+                notification_send_many(notifications=created, now=NOW)
+            return statements(queries)
+
+        assert statements_to_send(2) == statements_to_send(5) == [
+            "UPDATE notifications_notification",
             "BEGIN",
             "UPDATE notifications_notification",
             "INSERT notifications_outboxevent",

@@ -1,6 +1,6 @@
 """Write operations of the payments module; each is keyword-only and runs in its own transactions."""
 
-from payments.services.charges import payment_attempt_charge
+from payments.services.charges import payment_attempt_charge, payment_attempt_charge_many
 from payments.services.payment_methods import payment_method_upsert, payment_method_validate
 from payments.services.payments import payment_create
 from payments.services.retries import RetrySummary, payments_retry_due
@@ -8,6 +8,7 @@ from payments.services.retries import RetrySummary, payments_retry_due
 __all__ = [
     "RetrySummary",
     "payment_attempt_charge",
+    "payment_attempt_charge_many",
     "payment_create",
     "payment_method_upsert",
     "payment_method_validate",

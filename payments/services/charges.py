@@ -16,12 +16,15 @@ returns the outcome it recorded instead of charging again.
 
 import logging
 import uuid
+from collections.abc import Sequence
 from datetime import datetime, timedelta
 
 from django.db import transaction
 
+from billing.bulk import group_by, update_rows
 from eventbus.envelope import format_timestamp
-from eventbus.outbox import outbox_append
+from eventbus.outbox import outbox_append, outbox_rows_collected
+from eventbus.registry import get_module
 from payments.conf import payments_settings
 from payments.errors import GatewayError, PaymentNotFound
 from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded
@@ -75,6 +78,163 @@ def payment_attempt_charge(*, payment_id: str, now: datetime) -> Payment:
     if result is None:
         return payment
     return _attempt_finish(payment, attempt, result, now)
+
+
+def payment_attempt_charge_many(*, payment_ids: Sequence[str], now: datetime) -> None:
+    """Charge each payment as ``payment_attempt_charge`` would, sharing transactions A and B among them.
+
+    Payments waiting for their first charge, or for a retry due at ``now``,
+    whose customer has a payment method, start their attempts in one
+    transaction A, are charged one by one, and have their outcomes recorded
+    in one transaction B. Every other payment, and every payment that another
+    process changed between A and B, goes through ``payment_attempt_charge``
+    alone afterwards. An error while charging one payment is logged and the
+    others are still charged; a payment left pending or in processing is
+    charged later by ``payments_retry_due``. Must be called outside any
+    transaction on the payments database.
+    """
+    require_aware("now", now)
+    gateway = get_gateway()
+    wanted = list(dict.fromkeys(str(payment_id) for payment_id in payment_ids))
+    one_by_one: list[str] = []
+    try:
+        started, skipped = _attempts_start_many(wanted, now)
+        one_by_one.extend(skipped)
+    except Exception:
+        logger.exception("Starting %s payment attempts together failed; charging them one at a time", len(wanted))
+        started, one_by_one = [], wanted
+
+    charged = []
+    for payment, attempt in started:
+        try:
+            result = _gateway_charge(gateway, payment, attempt)
+        except Exception:
+            # The attempt stays in processing and is resumed with the same key.
+            logger.exception("Charging payment %s failed", payment.id, extra=_log_extra(payment, attempt))
+            continue
+        if result is not None:
+            charged.append((payment, attempt, result))
+
+    try:
+        for payment, attempt, result in _attempts_finish_many(charged, now):
+            _attempt_finish(payment, attempt, result, now)
+    except Exception:
+        # Every attempt left in processing is resumed once stale, with its key.
+        logger.exception("Recording the outcomes of %s charges failed", len(charged))
+
+    for payment_id in one_by_one:
+        try:
+            payment_attempt_charge(payment_id=payment_id, now=now)
+        except Exception:
+            logger.exception("Charging payment %s failed", payment_id, extra={"payment_id": payment_id})
+
+
+def _attempts_start_many(
+    payment_ids: list[str], now: datetime
+) -> tuple[list[tuple[Payment, PaymentAttempt]], list[str]]:
+    """Transaction A for many payments: return the attempts started, and the payments left for one-by-one charging."""
+    uuids = []
+    skipped = []
+    for payment_id in payment_ids:
+        try:
+            uuids.append(uuid.UUID(payment_id))
+        except ValueError:
+            skipped.append(payment_id)
+
+    started = []
+    with transaction.atomic(using=ALIAS, durable=True):
+        payments = list(Payment.objects.using(ALIAS).select_for_update().filter(id__in=uuids).order_by("id"))
+        found = {str(payment.id) for payment in payments}
+        skipped.extend(str(payment_uuid) for payment_uuid in uuids if str(payment_uuid) not in found)
+        due = []
+        for payment in payments:
+            if payment.status == PaymentStatus.PENDING or (
+                payment.status == PaymentStatus.RETRY_SCHEDULED and payment.next_attempt_at <= now
+            ):
+                due.append(payment)
+            else:
+                skipped.append(str(payment.id))
+        methods = _methods_to_charge(due)
+
+        attempts = []
+        for payment in due:
+            method = methods.get((payment.tenant_id, payment.customer_id))
+            if method is None:
+                # payment_attempt_charge records the missing method.
+                skipped.append(str(payment.id))
+                continue
+            number = payment.attempt_count + 1
+            attempt = PaymentAttempt(
+                payment=payment,
+                number=number,
+                status=PaymentAttemptStatus.PROCESSING,
+                payment_method=method,
+                idempotency_key=attempt_idempotency_key(payment, number),
+                started_at=now,
+            )
+            attempts.append(attempt)
+            started.append((payment, attempt))
+        PaymentAttempt.objects.using(ALIAS).bulk_create(attempts)
+
+        # The rows are locked, so one UPDATE per distinct set of new values
+        # writes them all; usually every payment shares one.
+        for (attempt_count, version), payments_alike in group_by(
+            [payment for payment, _ in started], lambda payment: (payment.attempt_count, payment.version)
+        ):
+            Payment.objects.using(ALIAS).filter(id__in=[payment.id for payment in payments_alike]).update(
+                status=PaymentStatus.PROCESSING,
+                attempt_count=attempt_count + 1,
+                next_attempt_at=None,
+                version=version + 1,
+                updated_at=now,
+            )
+            for payment in payments_alike:
+                payment.status = PaymentStatus.PROCESSING
+                payment.attempt_count = attempt_count + 1
+                payment.next_attempt_at = None
+                payment.version = version + 1
+                payment.updated_at = now
+    return started, skipped
+
+
+def _attempts_finish_many(
+    charged: list[tuple[Payment, PaymentAttempt, GatewayResult]], now: datetime
+) -> list[tuple[Payment, PaymentAttempt, GatewayResult]]:
+    """Transaction B for many payments: record each outcome; return those another process changed since A.
+
+    The caller records the returned ones one at a time with ``_attempt_finish``.
+    """
+    if not charged:
+        return []
+    changed = []
+    with transaction.atomic(using=ALIAS, durable=True):
+        versions = dict(
+            Payment.objects.using(ALIAS)
+            .select_for_update()
+            .filter(id__in=[payment.id for payment, _, _ in charged])
+            .order_by("id")
+            .values_list("id", "version")
+        )
+        unchanged = []
+        for payment, attempt, result in charged:
+            if versions.get(payment.id) == payment.version:
+                _set_outcome(payment, attempt, result, now)
+                unchanged.append((payment, attempt))
+            else:
+                changed.append((payment, attempt, result))
+
+        for values, payments_alike in group_by(
+            [payment for payment, _ in unchanged],
+            lambda payment: tuple(getattr(payment, field) for field in OUTCOME_PAYMENT_FIELDS),
+        ):
+            Payment.objects.using(ALIAS).filter(id__in=[payment.id for payment in payments_alike]).update(
+                **dict(zip(OUTCOME_PAYMENT_FIELDS, values, strict=True))
+            )
+        update_rows([attempt for _, attempt in unchanged], OUTCOME_ATTEMPT_FIELDS, using=ALIAS)
+        with outbox_rows_collected(get_module(ALIAS)):
+            for payment, attempt in unchanged:
+                _announce_outcome(payment, attempt, now)
+    return changed
 
 
 def attempt_idempotency_key(payment: Payment, number: int) -> str:
@@ -283,6 +443,24 @@ def _method_to_charge(payment: Payment) -> PaymentMethod | None:
         .order_by("-is_default", "-created_at")
         .first()
     )
+
+
+def _methods_to_charge(payments: list[Payment]) -> dict[tuple[str, str], PaymentMethod]:
+    """Return the method ``_method_to_charge`` picks for each (tenant, customer) of ``payments``, with one query."""
+    if not payments:
+        return {}
+    methods: dict[tuple[str, str], PaymentMethod] = {}
+    candidates = (
+        PaymentMethod.objects.using(ALIAS)
+        .filter(
+            tenant_id__in={payment.tenant_id for payment in payments},
+            customer_id__in={payment.customer_id for payment in payments},
+        )
+        .order_by("tenant_id", "customer_id", "-is_default", "-created_at")
+    )
+    for method in candidates:
+        methods.setdefault((method.tenant_id, method.customer_id), method)
+    return methods
 
 
 def _no_payment_method(payment: Payment) -> GatewayResult:
