@@ -9,11 +9,15 @@ which the customer's next invoice in that currency consumes.
 import logging
 from datetime import datetime
 
-from django.db import transaction
-from django.db.models import OuterRef, Subquery
+from django.db import connections, transaction
 
 from ar import totals
-from ar.errors import InvalidPayment, InvoiceStateConflict, PaymentReferenceConflict
+from ar.errors import (
+    InvalidPayment,
+    InvoiceNotFound,
+    InvoiceStateConflict,
+    PaymentReferenceConflict,
+)
 from ar.models import (
     CreditReason,
     Customer,
@@ -26,11 +30,11 @@ from ar.models import (
 from ar.services import publishing
 from ar.services.common import (
     ALIAS,
+    canonical_uuid,
     check_currency,
     check_tenant_id,
     check_text,
     is_whole_number,
-    lock_invoice,
     require_aware,
     save_invoice_change,
 )
@@ -164,15 +168,40 @@ def _lock_invoice_for_payment(*, invoice_id: str, source: str, reference: str) -
     The invoice carries the id in ``previous_application_id``, None when the
     payment is new. The invoice's locking query reads it after the customer
     lock that every payment application takes, so it reads every committed
-    application of this invoice without another query.
+    application of this invoice without another query. The locks are taken in
+    the order of ``lock_invoice``: the customer, then the invoice.
     """
-    previous_application = (
-        PaymentApplication.objects.using(ALIAS)
-        .filter(tenant_id=OuterRef("tenant_id"), source=source, reference=reference)
-        .order_by()
-        .values("id")
+    # Raw SQL: building the two locking statements with the ORM, one with a
+    # subquery annotation, took about 6 % of the consumer's GIL time in a bill run.
+    invoice_id = canonical_uuid(invoice_id, "invoice id", InvoiceNotFound)
+    connection = connections[ALIAS]
+    quote = connection.ops.quote_name
+    # SQLite takes no row locks: its write lock covers the whole transaction.
+    locking = connection.features.has_select_for_update
+    invoice_table = quote(Invoice._meta.db_table)
+    invoice_pk = Invoice._meta.pk.get_db_prep_value(invoice_id, connection)
+    customer_column = quote(Invoice._meta.get_field("customer").column)
+    customers = Customer.objects.using(ALIAS).raw(
+        f"SELECT * FROM {quote(Customer._meta.db_table)} WHERE {quote('id')} = "
+        f"(SELECT {customer_column} FROM {invoice_table} WHERE {quote('id')} = %s)"
+        + (" FOR UPDATE" if locking else ""),
+        [invoice_pk],
     )
-    return lock_invoice(invoice_id=invoice_id, previous_application_id=Subquery(previous_application))
+    customer = next(iter(customers), None)
+    if customer is None:
+        raise InvoiceNotFound(f"invoice {invoice_id!r} not found; pass the id of an existing invoice")
+
+    applications = quote(PaymentApplication._meta.db_table)
+    invoices = Invoice.objects.using(ALIAS).raw(
+        f"SELECT i.*, (SELECT a.{quote('id')} FROM {applications} a"
+        f" WHERE a.{quote('tenant_id')} = i.{quote('tenant_id')} AND a.{quote('source')} = %s"
+        f" AND a.{quote('reference')} = %s) AS previous_application_id"
+        f" FROM {invoice_table} i WHERE i.{quote('id')} = %s"
+        + (" FOR UPDATE OF i" if locking else ""),
+        [source, reference, invoice_pk],
+    )
+    invoice = next(iter(invoices))
+    return invoice, customer
 
 
 def _already_applied(invoice: Invoice, source: str, reference: str, amount_minor: int) -> bool:
