@@ -61,6 +61,8 @@ class Incoming:
     subject: str
     body: bytes
     delivery: int
+    # The envelope the transport already parsed from ``body``, if any.
+    envelope: Envelope | None = None
 
 
 @dataclass(frozen=True)
@@ -164,7 +166,9 @@ def deliver_group(
 
     if len(messages) > 1 and all(message.delivery == 1 for message in messages):
         config = bus_settings()
-        checked = [_check(module, message.body, 1, config.max_deliver, config) for message in messages]
+        checked = [
+            _check(module, message.body, 1, config.max_deliver, config, message.envelope) for message in messages
+        ]
         if all(isinstance(item, _Ready) for item in checked):
             try:
                 return _apply_group(module, checked)
@@ -221,8 +225,18 @@ def _apply_group(module: BusModule, group: list[_Ready]) -> list[DeliveryResult]
     return results
 
 
-def _check(module: BusModule, body: bytes, delivery: int, max_deliver: int, config: BusSettings) -> "_Ready | _Rejected":
-    """Return the message ready for its handler, or why it must be dead-lettered; write nothing."""
+def _check(
+    module: BusModule,
+    body: bytes,
+    delivery: int,
+    max_deliver: int,
+    config: BusSettings,
+    envelope: Envelope | None = None,
+) -> "_Ready | _Rejected":
+    """Return the message ready for its handler, or why it must be dead-lettered; write nothing.
+
+    ``envelope``, when given, is ``body`` already parsed.
+    """
     if delivery > max_deliver:
         # Only a crash or a timeout during the last delivery gets here, since
         # a handler error on that delivery dead-letters the message.
@@ -239,10 +253,11 @@ def _check(module: BusModule, body: bytes, delivery: int, max_deliver: int, conf
             f"message is {len(body)} bytes; the maximum is {config.max_event_bytes}",
         )
 
-    try:
-        envelope = Envelope.from_json(body)
-    except InvalidEnvelope as error:
-        return _Rejected(None, DeadLetterReason.MALFORMED, error.reason)
+    if envelope is None:
+        try:
+            envelope = Envelope.from_json(body)
+        except InvalidEnvelope as error:
+            return _Rejected(None, DeadLetterReason.MALFORMED, error.reason)
 
     subscription = module.handlers.get(envelope.event_type)
     if subscription is None:

@@ -16,7 +16,6 @@ lanes' messages in one transaction (``eventbus.consumer.deliver_group``).
 
 import asyncio
 import contextlib
-import json
 import logging
 import queue
 import signal
@@ -208,7 +207,8 @@ class ConsumerRunner:
         keeper = asyncio.create_task(self._keep_in_progress(unsettled))
         lanes: queue.SimpleQueue[list[Msg]] = queue.SimpleQueue()
         lane_count = 0
-        for lane in _lanes(messages):
+        split, envelopes = _lanes(messages)
+        for lane in split:
             lanes.put(lane)
             lane_count += 1
         outcomes: list[tuple[Msg, DeliveryResult]] = []
@@ -216,7 +216,7 @@ class ConsumerRunner:
         group_size = min(self._config.consumer_group_size, -(-len(messages) // pool.size))
         try:
             await asyncio.gather(*(
-                self._run_worker(pool, module, lanes, outcomes, group_size)
+                self._run_worker(pool, module, lanes, envelopes, outcomes, group_size)
                 for _ in range(min(pool.size, lane_count))
             ))
         finally:
@@ -233,14 +233,18 @@ class ConsumerRunner:
             # after the ack wait.
             await asyncio.gather(*(self._settle(message, HAND_BACK) for message in unsettled))
 
-    async def _run_worker(self, pool: "WorkerPool", module: BusModule, lanes, outcomes: list, group_size: int) -> None:
+    async def _run_worker(
+        self, pool: "WorkerPool", module: BusModule, lanes, envelopes: dict, outcomes: list, group_size: int
+    ) -> None:
         async with pool.lend() as executor:
             check_connections = pool.due_for_connection_check(executor)
             await asyncio.get_running_loop().run_in_executor(
-                executor, self._apply_lanes, module, lanes, outcomes, group_size, check_connections
+                executor, self._apply_lanes, module, lanes, envelopes, outcomes, group_size, check_connections
             )
 
-    def _apply_lanes(self, module: BusModule, lanes, outcomes: list, group_size: int, check_connections: bool) -> None:
+    def _apply_lanes(
+        self, module: BusModule, lanes, envelopes: dict, outcomes: list, group_size: int, check_connections: bool
+    ) -> None:
         """Apply lanes from ``lanes`` until it is empty or ``stop()`` is called; runs on a worker thread.
 
         Each lane is one aggregate's messages, in stream order. A worker
@@ -248,6 +252,7 @@ class ConsumerRunner:
         several, in one transaction (``deliver_group``); a lane longer than
         that continues in the same worker's next group, so its order holds.
         ``outcomes`` receives (message, result) for every message applied.
+        ``envelopes`` maps id(message) to the envelope ``_lanes`` parsed.
         """
         if check_connections:
             close_old_connections()
@@ -265,11 +270,16 @@ class ConsumerRunner:
                 lane = lane[room:]
             if not group:
                 return
-            outcomes.extend(zip(group, self._deliver_group(module, group), strict=True))
+            outcomes.extend(zip(group, self._deliver_group(module, group, envelopes), strict=True))
 
-    def _deliver_group(self, module: BusModule, group: list[Msg]) -> list[DeliveryResult]:
+    def _deliver_group(self, module: BusModule, group: list[Msg], envelopes: dict) -> list[DeliveryResult]:
         incoming = [
-            Incoming(subject=message.subject, body=message.data, delivery=message.metadata.num_delivered)
+            Incoming(
+                subject=message.subject,
+                body=message.data,
+                delivery=message.metadata.num_delivered,
+                envelope=envelopes.get(id(message)),
+            )
             for message in group
         ]
         messages = {id(item): message for item, message in zip(incoming, group, strict=True)}
@@ -382,18 +392,25 @@ class WorkerPool:
             executor.shutdown(wait=True)
 
 
-def _lanes(messages: list[Msg]) -> list[list[Msg]]:
-    """Split ``messages`` by aggregate, keeping stream order within each lane."""
+def _lanes(messages: list[Msg]) -> tuple[list[list[Msg]], dict[int, Envelope]]:
+    """Split ``messages`` by aggregate, keeping stream order within each lane.
+
+    Also return the envelope parsed from each message, by id(message), so
+    delivery does not parse it again.
+    """
     lanes: dict[tuple[str, str], list[Msg]] = {}
+    envelopes: dict[int, Envelope] = {}
     for message in messages:
         try:
-            data = json.loads(message.data)
-            key = (str(data["aggregate_type"]), str(data["aggregate_id"]))
-        except (ValueError, TypeError, KeyError):
-            # Not an envelope: deliver() dead-letters it, on a lane of its own.
+            envelope = Envelope.from_json(message.data)
+        except InvalidEnvelope:
+            # deliver() dead-letters it, on a lane of its own.
             key = ("", str(message.metadata.sequence.stream))
+        else:
+            envelopes[id(message)] = envelope
+            key = (envelope.aggregate_type, envelope.aggregate_id)
         lanes.setdefault(key, []).append(message)
-    return list(lanes.values())
+    return list(lanes.values()), envelopes
 
 
 def _event_ids(message: Msg) -> dict:

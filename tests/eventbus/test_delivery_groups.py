@@ -5,6 +5,7 @@ from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
 from eventbus.consumer import Disposition, Incoming, deliver, deliver_group
+from eventbus.envelope import Envelope
 from eventbus.models import DeadLetterReason
 from eventbus.registry import get_module
 from tests.eventbus.conftest import publish_probe
@@ -29,6 +30,24 @@ def probe():
 
 
 class TestGroupApplied:
+    def test_parsed_envelopes_not_parsed_again(self, probe, monkeypatch):
+        envelopes = probe_events(3)
+        bodies = [envelope.to_json() for envelope in envelopes]
+        parsed = []
+        from_json = Envelope.from_json
+        monkeypatch.setattr(Envelope, "from_json", lambda data: parsed.append(data) or from_json(data))
+
+        results = deliver_group(
+            module=probe,
+            messages=[
+                Incoming(subject=envelope.subject, body=body, delivery=1, envelope=envelope)
+                for envelope, body in zip(envelopes, bodies, strict=True)
+            ],
+        )
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 3
+        assert [data for data in parsed if data in bodies] == []
+
     def test_every_message_applied_once(self, probe):
         envelopes = probe_events(5)
 
