@@ -15,13 +15,11 @@ import uuid
 from datetime import datetime
 
 from django.db import connections, transaction
-from django.db.models import Exists, OuterRef
 from django.db.models.query import RawQuerySet
 
 from subscriptions.errors import InvalidSubscription
 from subscriptions.models import (
     DELINQUENT_INVOICE_STATUSES,
-    BillingPeriod,
     Subscription,
     SubscriptionInvoice,
     SubscriptionInvoiceStatus,
@@ -67,14 +65,10 @@ def subscription_invoice_open(
     billing_period_uuid = _parse_uuid(billing_period_id)
 
     with transaction.atomic(using=ALIAS, savepoint=False):
-        annotations = {}
-        if billing_period_uuid is not None:
-            # Checked in the locking query, which saves a query per invoice.
-            annotations["has_billing_period"] = Exists(
-                BillingPeriod.objects.filter(id=billing_period_uuid, subscription_id=OuterRef("id"))
-            )
+        # The billing period is checked in the locking query, which saves a query per invoice.
         subscription = lock_subscription(
-            subscription_id=subscription_id, tenant_id=tenant_id, with_plans=False, annotations=annotations
+            subscription_id=subscription_id, tenant_id=tenant_id, with_plans=False,
+            billing_period_id=billing_period_uuid,
         )
         linked_period_id = billing_period_uuid if getattr(subscription, "has_billing_period", False) else None
         if billing_period_id is not None and linked_period_id is None:
