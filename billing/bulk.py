@@ -40,7 +40,9 @@ def update_rows(objects: Sequence[Model], fields: Sequence[str], *, using: str) 
     meta = model._meta
     columns = [meta.pk, *(meta.get_field(name) for name in fields)]
     quote_name = connection.ops.quote_name
-    row = "(" + ", ".join(f"CAST(%s AS {field.cast_db_type(connection)})" for field in columns) + ")"
+    # The casts leave out length limits such as varchar(64): an explicit cast
+    # cuts a longer value silently, whereas assigning it to the column fails.
+    row = "(" + ", ".join(f"CAST(%s AS {_unlimited(field.cast_db_type(connection))})" for field in columns) + ")"
     names = [f"c{number}" for number in range(len(columns))]
     assignments = ", ".join(
         f"{quote_name(field.column)} = v.{name}" for field, name in zip(columns[1:], names[1:], strict=True)
@@ -55,3 +57,8 @@ def update_rows(objects: Sequence[Model], fields: Sequence[str], *, using: str) 
             f"WHERE t.{quote_name(meta.pk.column)} = v.{names[0]}",
             values,
         )
+
+
+def _unlimited(db_type: str) -> str:
+    """Return ``db_type`` without its length or precision, such as varchar for varchar(64)."""
+    return db_type.split("(")[0]

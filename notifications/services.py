@@ -31,6 +31,7 @@ well below it.
 """
 
 import logging
+import time
 import uuid
 from collections.abc import Sequence
 from datetime import datetime, timedelta
@@ -63,6 +64,14 @@ AGGREGATE_TYPE = "notification"
 # An attempt owns a pending row for this long. Another attempt takes the row
 # over only after that, so the email backend's timeout must be shorter.
 DEFAULT_LEASE_SECONDS = 60
+
+# A batch renews the claim of its unsent rows after this many seconds, so a
+# row's email starts within this time of its claim. With EMAIL_TIMEOUT at 30 s,
+# the send then ends within DEFAULT_LEASE_SECONDS of the claim.
+RENEW_CLAIM_AFTER_SECONDS = 10
+
+# The clock a batch measures its own duration with; tests replace it.
+_clock = time.monotonic
 
 # A row still pending after this many attempts keeps crashing its sender (an
 # attempt that fails cleanly marks it failed at once), so it is marked failed
@@ -207,13 +216,14 @@ def notification_send_many(*, notifications: Sequence[Notification], now: dateti
 
     if not claimed:
         return
-    errors = _send_emails(claimed)
+    errors = _send_emails(claimed, now)
+    sent = [notification for notification in claimed if notification.id in errors]
 
     changed: list[tuple[Notification, str]] = []
     with transaction.atomic(using=ALIAS, durable=True):
         with outbox_rows_collected(get_module(ALIAS)):
             for (version, error), alike in group_by(
-                claimed, lambda notification: (notification.version, errors[notification.id])
+                sent, lambda notification: (notification.version, errors[notification.id])
             ):
                 written = _update_alike_if_unchanged(alike, version, **_outcome(error, now))
                 written_ids = {notification.id for notification in written}
@@ -225,9 +235,18 @@ def notification_send_many(*, notifications: Sequence[Notification], now: dateti
         _record_outcome(notification, now, error)
 
 
-def _send_emails(notifications: list[Notification]) -> dict[uuid.UUID, str]:
-    """Hand each notification's email to the email backend over one connection; return each one's error, or ""."""
+def _send_emails(notifications: list[Notification], now: datetime) -> dict[uuid.UUID, str]:
+    """Hand each claimed notification's email to the email backend over one connection.
+
+    Return the error of each notification sent, or "". The claims are
+    renewed each time ``RENEW_CLAIM_AFTER_SECONDS`` have passed, so no row
+    waits for its send, or for its outcome to be written, past its lease.
+    A row whose renewal matches nothing before its send was taken over by
+    another sender and is neither sent nor returned.
+    """
     errors = {}
+    ours = {notification.id for notification in notifications}
+    started = renewed = _clock()
     connection = get_connection(fail_silently=False)
     try:
         connection.open()
@@ -237,6 +256,13 @@ def _send_emails(notifications: list[Notification]) -> dict[uuid.UUID, str]:
         pass
     try:
         for notification in notifications:
+            if _clock() - renewed > RENEW_CLAIM_AFTER_SECONDS:
+                # Rows already sent are renewed too: their outcomes are written after the batch.
+                moment = now + timedelta(seconds=_clock() - started)
+                ours = {row.id for row in _renew_claims([row for row in notifications if row.id in ours], moment)}
+                renewed = _clock()
+            if notification.id not in ours:
+                continue
             message = build_message(
                 notification_id=str(notification.id),
                 recipient=notification.recipient,
@@ -252,6 +278,14 @@ def _send_emails(notifications: list[Notification]) -> dict[uuid.UUID, str]:
         except Exception:  # noqa: BLE001
             logger.warning("Closing the email backend connection failed", exc_info=True)
     return errors
+
+
+def _renew_claims(notifications: list[Notification], moment: datetime) -> list[Notification]:
+    """Move the last attempt of each still claimed row to ``moment``; return the rows renewed."""
+    renewed = []
+    for version, alike in group_by(notifications, lambda notification: notification.version):
+        renewed.extend(_update_alike_if_unchanged(alike, version, last_attempt_at=moment))
+    return renewed
 
 
 def _send_email(message) -> str:

@@ -3,7 +3,7 @@
 from datetime import timedelta
 
 import pytest
-from django.db import connections
+from django.db import DataError, connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from billing.bulk import group_by, update_rows
@@ -49,3 +49,13 @@ def test_group_by_keeps_order():
     groups = group_by(words, len)
 
     assert groups == [(2, ["bb", "cc"]), (1, ["a", "d"]), (3, ["eee"])]
+
+
+def test_too_long_value_rejected_not_cut():
+    payment = PaymentFactory()
+    payment.currency = "USDX"
+
+    with pytest.raises(DataError), transaction.atomic(using=ALIAS):
+        update_rows([payment], ["currency"], using=ALIAS)
+
+    assert Payment.objects.using(ALIAS).get(id=payment.id).currency == "USD"

@@ -3,6 +3,7 @@ import uuid
 from datetime import timedelta
 
 import pytest
+from django.core.mail.backends.base import BaseEmailBackend
 from django.db import connections, transaction
 from django.db.models import F
 from django.test.utils import CaptureQueriesContext
@@ -74,6 +75,22 @@ def during_send(monkeypatch):
         monkeypatch.setattr(services, "build_message", build)
 
     return install
+
+
+class SlowBackend(BaseEmailBackend):
+    """An email backend whose every send takes 15 s on the test's fake clock."""
+
+    sends: list[str] = []
+    clock: dict = {}
+    during_fifth = None
+
+    def send_messages(self, messages):
+        for message in messages:
+            SlowBackend.clock["seconds"] += 15
+            SlowBackend.sends.append(message.extra_headers["X-Billing-Notification-Id"])
+            if len(SlowBackend.sends) == 5:
+                SlowBackend.during_fifth()
+        return len(messages)
 
 
 def create(**overrides):
@@ -568,6 +585,23 @@ class TestNotificationSendMany:
         # Only the second send's outcome is announced; the first one's is dropped.
         assert [row.aggregate_id for row in outbox("notifications.notification.sent")] == [str(second.id)]
 
+
+    def test_slow_batch_renews_claims_before_sweep(self, settings, monkeypatch):
+        # Each send takes 15 s on a fake clock. During the fifth, the pending
+        # sweep runs at the batch's start plus the time passed, as beat would.
+        created = [create()[0] for _ in range(8)]
+        clock = {"seconds": 0.0}
+        monkeypatch.setattr(services, "_clock", lambda: clock["seconds"])
+        SlowBackend.sends = []
+        SlowBackend.during_fifth = lambda: notifications_send_pending(now=NOW + timedelta(seconds=clock["seconds"]))
+        SlowBackend.clock = clock
+        settings.EMAIL_BACKEND = "notifications.tests.test_services.SlowBackend"
+
+        notification_send_many(notifications=created, now=NOW)
+
+        assert sorted(SlowBackend.sends) == sorted(str(notification.id) for notification in created)
+        assert {row.status for row in notifications()} == {NotificationStatus.SENT}
+        assert outbox("notifications.notification.sent").count() == 8
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)

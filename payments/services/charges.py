@@ -373,8 +373,8 @@ def _record_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayRe
 def _set_outcome(payment: Payment, attempt: PaymentAttempt, result: GatewayResult, now: datetime) -> None:
     """Set the outcome fields of the attempt and the payment in memory, without writing them."""
     attempt.status = PaymentAttemptStatus.SUCCEEDED if result.succeeded else PaymentAttemptStatus.FAILED
-    attempt.gateway_reference = result.reference
-    attempt.failure_code = result.failure_code
+    attempt.gateway_reference = _fitted(attempt, "gateway_reference", result.reference)
+    attempt.failure_code = _fitted(attempt, "failure_code", result.failure_code)
     attempt.failure_message = result.failure_message
     attempt.retryable = result.retryable
     attempt.finished_at = now
@@ -416,6 +416,23 @@ def _announce_outcome(payment: Payment, attempt: PaymentAttempt, now: datetime) 
         "final" if payment.next_attempt_at is None else f"next attempt at {payment.next_attempt_at.isoformat()}",
         extra=_log_extra(payment, attempt),
     )
+
+
+def _fitted(attempt: PaymentAttempt, field_name: str, value: str) -> str:
+    """Return the gateway's ``value`` cut to the column's length, logging the whole value when it is cut.
+
+    An outcome that did not fit would fail transaction B on every try, and
+    the payment would stay in processing for good.
+    """
+    max_length = PaymentAttempt._meta.get_field(field_name).max_length
+    if len(value) <= max_length:
+        return value
+    logger.warning(
+        "Gateway returned a %s of %s characters for attempt %s of payment %s; storing the first %s: %r",
+        field_name, len(value), attempt.number, attempt.payment_id, max_length, value,
+        extra={"payment_id": str(attempt.payment_id), "attempt_number": attempt.number},
+    )
+    return value[:max_length]
 
 
 def _next_attempt_at(payment: Payment, attempt: PaymentAttempt, result: GatewayResult) -> datetime | None:

@@ -64,3 +64,12 @@ class RacingChargeGateway(SimulatedGateway):
             attempt = PaymentAttempt.objects.using("payments").get(idempotency_key=request["idempotency_key"])
             payment_attempt_charge(payment_id=str(attempt.payment_id), now=RacingChargeGateway.now)
         return result
+
+
+class LongFailureCodeGateway(PaymentGateway):
+    """Declines every charge with a failure code longer than the attempt's column."""
+
+    failure_code = "declined_" + "x" * 70
+
+    def charge(self, **request) -> GatewayResult:
+        return GatewayResult(succeeded=False, reference="ref_long", failure_code=self.failure_code)

@@ -7,7 +7,7 @@ from django.test.utils import CaptureQueriesContext
 from payments.models import Payment, PaymentAttempt
 from payments.services import payment_attempt_charge, payment_attempt_charge_many
 from payments.tests.factories import REQUESTED_AT, PaymentFactory, PaymentMethodFactory
-from payments.tests.faulty_gateways import RacingChargeGateway
+from payments.tests.faulty_gateways import LongFailureCodeGateway, RacingChargeGateway
 from payments.tests.support import (
     attempt_count,
     outbox_events,
@@ -140,6 +140,25 @@ class TestLeftForOneAtATime:
         assert reloaded(payment).status == "succeeded"
         assert attempt_count() == 1
         assert simulated_charge_count() == 1
+
+
+class TestLongGatewayValues:
+    @pytest.mark.parametrize("together", [True, False])
+    def test_failure_code_cut_to_column(self, payments_settings, together):
+        payments_settings.PAYMENTS_GATEWAY = "payments.tests.faulty_gateways.LongFailureCodeGateway"
+        payment = payment_paying_with("tok_success")
+
+        if together:
+            charge_all(payment)
+        else:
+            payment_attempt_charge(payment_id=str(payment.id), now=NOW)
+
+        attempt = PaymentAttempt.objects.using("payments").get(payment=payment)
+        assert attempt.status == "failed"
+        assert attempt.failure_code == LongFailureCodeGateway.failure_code[:64]
+        assert reloaded(payment).status == "failed"
+        (event,) = outbox_events()
+        assert event["payload"]["failure_code"] == LongFailureCodeGateway.failure_code[:64]
 
 
 @pytest.mark.django_db(databases="__all__", transaction=True)
