@@ -65,9 +65,9 @@ AGGREGATE_TYPE = "notification"
 # over only after that, so the email backend's timeout must be shorter.
 DEFAULT_LEASE_SECONDS = 60
 
-# A batch renews the claim of its unsent rows after this many seconds, so a
-# row's email starts within this time of its claim. With EMAIL_TIMEOUT at 30 s,
-# the send then ends within DEFAULT_LEASE_SECONDS of the claim.
+# A batch renews the claims of its rows each time this many seconds pass, so
+# an email starts within this time of its last claim. With EMAIL_TIMEOUT at
+# 30 s, the send then ends within DEFAULT_LEASE_SECONDS of that claim.
 RENEW_CLAIM_AFTER_SECONDS = 10
 
 # The clock a batch measures its own duration with; tests replace it.

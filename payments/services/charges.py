@@ -88,8 +88,8 @@ def payment_attempt_charge_many(*, payment_ids: Sequence[str], now: datetime) ->
     transaction A, are charged one by one, and have their outcomes recorded
     in one transaction B. Every other payment, and every payment that another
     process changed between A and B, goes through ``payment_attempt_charge``
-    alone afterwards. An error while charging one payment is logged and the
-    others are still charged; a payment left pending or in processing is
+    alone afterwards. An error while charging one payment is logged, and the
+    others are still charged. A payment left pending or in processing is
     charged later by ``payments_retry_due``. Must be called outside any
     transaction on the payments database.
     """

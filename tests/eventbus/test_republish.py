@@ -272,6 +272,11 @@ class TestRelayOutboxRepublishCommand:
                 "2026-12-04T09:30:00+00:00 or 2026-12-04T09:30:00Z",
             ),
             (
+                "2026-12-01",
+                "--republish-since '2026-12-01' has no time zone; add one, as in "
+                "2026-12-01T00:00:00+00:00 or 2026-12-01T00:00:00Z",
+            ),
+            (
                 "yesterday",
                 "--republish-since 'yesterday' is not an ISO 8601 timestamp; use a form like "
                 "2026-12-04T09:30:00+00:00",

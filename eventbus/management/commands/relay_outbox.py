@@ -177,6 +177,7 @@ def parse_since(value: str) -> datetime:
         ) from error
     if timezone.is_naive(since):
         raise CommandError(
-            f"--republish-since {value!r} has no time zone; add one, as in {value}+00:00 or {value}Z"
+            f"--republish-since {value!r} has no time zone; add one, as in "
+            f"{since.isoformat()}+00:00 or {since.isoformat()}Z"
         )
     return since
