@@ -12,8 +12,10 @@ from ar.services import (
     InvoiceLineInput,
     invoice_apply_gateway_payment,
     invoice_apply_payment_failure,
-    invoice_create_for_billing_period,
+    invoice_create_for_billing_periods,
+    invoice_request_check,
 )
+from eventbus.context import defer_to_delivery_end
 from eventbus.envelope import Envelope
 from eventbus.registry import HandlerRegistry
 from payments.events import PAYMENT_FAILED, PAYMENT_SUCCEEDED, PaymentFailed, PaymentSucceeded
@@ -24,7 +26,13 @@ registry = HandlerRegistry()
 
 @registry.on(INVOICE_REQUESTED)
 def on_invoice_requested(envelope: Envelope, payload: InvoiceRequested) -> None:
-    """Create and finalize the billing period's invoice; a repeated request changes nothing."""
+    """Create and finalize the billing period's invoice; a repeated request changes nothing.
+
+    The request is checked at once and the invoice is created at the end of
+    the delivery, together with those of the other requests in its group.
+    The tenant's invoice number lock is then held only while they are
+    written, instead of for the whole group.
+    """
     line = InvoiceLineInput(
         description=payload.description,
         quantity=payload.quantity,
@@ -33,7 +41,7 @@ def on_invoice_requested(envelope: Envelope, payload: InvoiceRequested) -> None:
         period_start=_parse_date(payload.period_start, "period_start"),
         period_end=_parse_date(payload.period_end, "period_end"),
     )
-    invoice_create_for_billing_period(
+    request = invoice_request_check(
         tenant_id=envelope.tenant_id,
         customer_id=payload.customer_id,
         billing_period_id=payload.billing_period_id,
@@ -41,7 +49,9 @@ def on_invoice_requested(envelope: Envelope, payload: InvoiceRequested) -> None:
         currency=payload.currency,
         lines=[line],
         now=envelope.occurred_at,
+        cause=envelope,
     )
+    defer_to_delivery_end(invoice_create_for_billing_periods, request)
 
 
 @registry.on(PAYMENT_SUCCEEDED)

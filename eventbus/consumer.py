@@ -16,7 +16,7 @@ from django.db import IntegrityError, connections, transaction
 from django.utils import timezone
 
 from eventbus.conf import BusSettings, bus_settings
-from eventbus.context import handling
+from eventbus.context import deferred_work, handling
 from eventbus.envelope import Envelope
 from eventbus.errors import InvalidEnvelope, InvalidPayload
 from eventbus.metrics import (
@@ -202,7 +202,7 @@ def _apply_group(module: BusModule, group: list[_Ready]) -> list[DeliveryResult]
         processed_at = timezone.now()
         inbox.bulk_create([_inbox_row(module, item.envelope, processed_at) for item in fresh])
         # The handlers' outgoing events go into the outbox with one insert.
-        with outbox_rows_collected(module):
+        with outbox_rows_collected(module), deferred_work():
             for item in fresh:
                 started = time.perf_counter()
                 with handling(item.envelope):
@@ -301,7 +301,7 @@ def apply(*, module: BusModule, envelope: Envelope, handler, payload) -> bool:
     try:
         with transaction.atomic(using=module.alias):
             _inbox_row(module, envelope, timezone.now()).save(using=module.alias, force_insert=True)
-            with handling(envelope):
+            with deferred_work(), handling(envelope):
                 handler(envelope, payload)
     except IntegrityError:
         if inbox.filter(event_id=envelope.event_id, consumer=module.consumer_name).exists():

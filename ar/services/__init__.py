@@ -2,10 +2,13 @@
 
 from ar.services.customers import customer_credit_grant, customer_upsert, customer_validate
 from ar.services.invoices import (
+    BillingPeriodInvoiceRequest,
     InvoiceLineInput,
     invoice_apply_payment_failure,
     invoice_create_for_billing_period,
+    invoice_create_for_billing_periods,
     invoice_mark_uncollectible,
+    invoice_request_check,
     invoice_void,
 )
 from ar.services.numbering import format_invoice_number
@@ -16,6 +19,7 @@ from ar.services.payment_application import (
 from ar.services.publishing import collection_idempotency_key
 
 __all__ = [
+    "BillingPeriodInvoiceRequest",
     "InvoiceLineInput",
     "collection_idempotency_key",
     "customer_credit_grant",
@@ -25,7 +29,9 @@ __all__ = [
     "invoice_apply_gateway_payment",
     "invoice_apply_payment_failure",
     "invoice_create_for_billing_period",
+    "invoice_create_for_billing_periods",
     "invoice_mark_uncollectible",
     "invoice_record_offline_payment",
+    "invoice_request_check",
     "invoice_void",
 ]

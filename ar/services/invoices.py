@@ -7,15 +7,17 @@ See ``ar.totals`` for the arithmetic and ``ar.services.numbering`` for the
 number format.
 """
 
+import contextlib
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, timedelta
 
-from django.db import connections, transaction
+from django.db import transaction
+from django.db.models import Sum
 
 from ar import totals
-from ar.errors import InvalidInvoiceRequest, InvoiceStateConflict
+from ar.errors import CustomerNotFound, InvalidInvoiceRequest, InvoiceStateConflict
 from ar.models import (
     CollectionMethod,
     CreditReason,
@@ -33,13 +35,15 @@ from ar.services.common import (
     check_tenant_id,
     check_text,
     is_whole_number,
-    lock_customer,
     lock_invoice,
     require_aware,
     save_invoice_change,
 )
-from ar.services.numbering import invoice_number_allocate
+from ar.services.numbering import invoice_number_allocate, invoice_numbers_allocate
+from billing.bulk import group_by
 from billing.money import format_major
+from eventbus.context import handling
+from eventbus.envelope import Envelope
 from eventbus.outbox import NewEvent
 
 logger = logging.getLogger(__name__)
@@ -60,6 +64,62 @@ class InvoiceLineInput:
     # The amount the requester computed, when it sent one; it must equal
     # quantity * unit_amount_minor, so a disagreement is caught, not billed.
     amount_minor: int | None = None
+
+
+@dataclass(frozen=True)
+class BillingPeriodInvoiceRequest:
+    """A checked request for the one invoice of a billing period; ``invoice_request_check`` builds it."""
+
+    tenant_id: str
+    customer_id: str
+    billing_period_id: str
+    subscription_id: str | None
+    currency: str
+    lines: tuple[InvoiceLine, ...]
+    subtotal_minor: int
+    now: datetime
+    # The event that asked for the invoice; the invoice's events name it as their cause.
+    cause: Envelope | None = None
+
+
+def invoice_request_check(
+    *,
+    tenant_id: str,
+    customer_id: str,
+    billing_period_id: str,
+    subscription_id: str | None,
+    currency: str,
+    lines: Sequence[InvoiceLineInput],
+    now: datetime,
+    cause: Envelope | None = None,
+) -> BillingPeriodInvoiceRequest:
+    """Check a request for a billing period's invoice without reading the database.
+
+    Raise ``InvalidInvoiceRequest`` naming the first invalid value.
+    """
+    require_aware(now)
+    tenant_id = check_tenant_id(tenant_id, InvalidInvoiceRequest)
+    customer_id = canonical_uuid(customer_id, "customer id", InvalidInvoiceRequest)
+    billing_period_id = canonical_uuid(billing_period_id, "billing period id", InvalidInvoiceRequest)
+    if subscription_id is not None:
+        subscription_id = canonical_uuid(subscription_id, "subscription id", InvalidInvoiceRequest)
+    currency = check_currency(currency, InvalidInvoiceRequest)
+    line_rows = _build_lines(lines)
+    try:
+        subtotal_minor = totals.subtotal(line.amount_minor for line in line_rows)
+    except OverflowError as error:
+        raise InvalidInvoiceRequest(f"{error}; split the billing period into several invoices") from None
+    return BillingPeriodInvoiceRequest(
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        billing_period_id=billing_period_id,
+        subscription_id=subscription_id,
+        currency=currency,
+        lines=tuple(line_rows),
+        subtotal_minor=subtotal_minor,
+        now=now,
+        cause=cause,
+    )
 
 
 def invoice_create_for_billing_period(
@@ -86,80 +146,176 @@ def invoice_create_for_billing_period(
     ``CustomerNotFound`` when the customer is not one of the tenant's,
     writing nothing.
     """
-    require_aware(now)
-    tenant_id = check_tenant_id(tenant_id, InvalidInvoiceRequest)
-    customer_id = canonical_uuid(customer_id, "customer id", InvalidInvoiceRequest)
-    billing_period_id = canonical_uuid(billing_period_id, "billing period id", InvalidInvoiceRequest)
-    if subscription_id is not None:
-        subscription_id = canonical_uuid(subscription_id, "subscription id", InvalidInvoiceRequest)
-    currency = check_currency(currency, InvalidInvoiceRequest)
-    line_rows = _build_lines(lines)
-    try:
-        subtotal_minor = totals.subtotal(line.amount_minor for line in line_rows)
-    except OverflowError as error:
-        raise InvalidInvoiceRequest(f"{error}; split the billing period into several invoices") from None
-
-    with transaction.atomic(using=ALIAS):
-        customer = lock_customer(customer_id=customer_id, tenant_id=tenant_id)
-        existing_invoice_id, credit_balance_minor = _existing_invoice_and_credit(
-            customer=customer, billing_period_id=billing_period_id, currency=currency
-        )
-        if existing_invoice_id is not None:
-            existing = Invoice.objects.using(ALIAS).get(id=existing_invoice_id)
-            logger.info(
-                "Billing period %s already has invoice %s; nothing to do",
-                billing_period_id,
-                existing.number,
-                extra={"tenant_id": tenant_id, "invoice_id": str(existing.id)},
-            )
-            return existing, False
-
-        # The invoice is finalized before its first save, so one INSERT writes
-        # it, and the number is allocated under the sequence row lock that
-        # lasts until this transaction ends.
-        invoice = Invoice(
-            tenant_id=tenant_id,
-            customer=customer,
-            subscription_id=subscription_id,
-            billing_period_id=billing_period_id,
-            status=InvoiceStatus.DRAFT,
-            currency=currency,
-            subtotal_minor=subtotal_minor,
-            total_minor=subtotal_minor,
-            amount_due_minor=subtotal_minor,
-            created_at=now,
-            updated_at=now,
-        )
-        outgoing = _finalize(
-            invoice=invoice,
-            customer=customer,
-            lines=line_rows,
-            credit_balance_minor=credit_balance_minor,
-            now=now,
-        )
-        invoice.save(using=ALIAS, force_insert=True)
-        for line in line_rows:
-            line.invoice = invoice
-        InvoiceLine.objects.using(ALIAS).bulk_create(line_rows)
-        if invoice.credit_applied_minor:
-            CustomerCreditEntry.objects.using(ALIAS).create(
-                customer=customer,
-                currency=invoice.currency,
-                amount_minor=-invoice.credit_applied_minor,
-                reason=CreditReason.APPLIED_TO_INVOICE,
-                invoice=invoice,
-                created_at=now,
-            )
-        publishing.publish(invoice_events=outgoing, now=now)
-
-    logger.info(
-        "Finalized invoice %s for billing period %s: %s due",
-        invoice.number,
-        billing_period_id,
-        format_major(invoice.amount_due_minor, invoice.currency),
-        extra={"tenant_id": tenant_id, "invoice_id": str(invoice.id)},
+    request = invoice_request_check(
+        tenant_id=tenant_id,
+        customer_id=customer_id,
+        billing_period_id=billing_period_id,
+        subscription_id=subscription_id,
+        currency=currency,
+        lines=lines,
+        now=now,
     )
-    return invoice, True
+    (result,) = invoice_create_for_billing_periods([request])
+    return result
+
+
+def invoice_create_for_billing_periods(
+    requests: Sequence[BillingPeriodInvoiceRequest],
+) -> list[tuple[Invoice, bool]]:
+    """Create and finalize the invoice of each request, as ``invoice_create_for_billing_period`` does, in one transaction.
+
+    Return each request's invoice and whether this call created it, in
+    order. A billing period named twice gets one invoice. Customers are
+    locked first, in id order. Numbers are allocated last, so the tenant's
+    sequence row stays locked only while the invoices are written and
+    committed: the number lock serialises every finalization of a tenant.
+    Raise ``CustomerNotFound`` for the first request whose customer is not
+    one of its tenant's, writing nothing.
+    """
+    with transaction.atomic(using=ALIAS):
+        customers = _lock_customers(requests)
+        invoices_of_periods = _existing_invoices(requests)
+        balances = _credit_balances(requests)
+
+        results: list[tuple[Invoice, bool] | None] = []
+        drafts: list[tuple[BillingPeriodInvoiceRequest, Invoice]] = []
+        for request in requests:
+            existing = invoices_of_periods.get(request.billing_period_id)
+            if existing is not None:
+                logger.info(
+                    "Billing period %s already has invoice %s; nothing to do",
+                    request.billing_period_id,
+                    existing.number,
+                    extra={"tenant_id": request.tenant_id, "invoice_id": str(existing.id)},
+                )
+                results.append((existing, False))
+                continue
+            # The invoice is finalized before its first save, so one INSERT writes it.
+            invoice = Invoice(
+                tenant_id=request.tenant_id,
+                customer=customers[request.customer_id],
+                subscription_id=request.subscription_id,
+                billing_period_id=request.billing_period_id,
+                status=InvoiceStatus.DRAFT,
+                currency=request.currency,
+                subtotal_minor=request.subtotal_minor,
+                total_minor=request.subtotal_minor,
+                amount_due_minor=request.subtotal_minor,
+                created_at=request.now,
+                updated_at=request.now,
+            )
+            invoices_of_periods[request.billing_period_id] = invoice
+            drafts.append((request, invoice))
+            results.append((invoice, True))
+
+        numbers = _allocate_numbers([invoice for _, invoice in drafts])
+        lines, credit_entries = [], []
+        for request, invoice in drafts:
+            key = (request.customer_id, request.currency)
+            lines_of_invoice = [_copied_line(line, invoice) for line in request.lines]
+            outgoing = _finalize(
+                invoice=invoice,
+                customer=invoice.customer,
+                lines=lines_of_invoice,
+                credit_balance_minor=balances.get(key, 0),
+                now=request.now,
+                number=numbers[id(invoice)],
+            )
+            balances[key] = balances.get(key, 0) - invoice.credit_applied_minor
+            lines.extend(lines_of_invoice)
+            if invoice.credit_applied_minor:
+                credit_entries.append(
+                    CustomerCreditEntry(
+                        customer=invoice.customer,
+                        currency=invoice.currency,
+                        amount_minor=-invoice.credit_applied_minor,
+                        reason=CreditReason.APPLIED_TO_INVOICE,
+                        invoice=invoice,
+                        created_at=request.now,
+                    )
+                )
+            with handling(request.cause) if request.cause is not None else contextlib.nullcontext():
+                publishing.publish(invoice_events=outgoing, now=request.now)
+        Invoice.objects.using(ALIAS).bulk_create([invoice for _, invoice in drafts])
+        InvoiceLine.objects.using(ALIAS).bulk_create(lines)
+        CustomerCreditEntry.objects.using(ALIAS).bulk_create(credit_entries)
+
+    for _, invoice in drafts:
+        logger.info(
+            "Finalized invoice %s for billing period %s: %s due",
+            invoice.number,
+            invoice.billing_period_id,
+            format_major(invoice.amount_due_minor, invoice.currency),
+            extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
+        )
+    return results
+
+
+def _lock_customers(requests: Sequence[BillingPeriodInvoiceRequest]) -> dict[str, Customer]:
+    """Lock the requests' customers in id order and return them by id; raise ``CustomerNotFound`` for a missing one."""
+    wanted = {request.customer_id for request in requests}
+    customers = {
+        str(customer.id): customer
+        for customer in Customer.objects.using(ALIAS).select_for_update().filter(id__in=wanted).order_by("id")
+    }
+    for request in requests:
+        customer = customers.get(request.customer_id)
+        if customer is None or customer.tenant_id != request.tenant_id:
+            raise CustomerNotFound(
+                f"customer {request.customer_id!r} not found in tenant {request.tenant_id!r}; create the "
+                "customer first, for example with POST /api/v1/customers, and use the id it returns"
+            )
+    return customers
+
+
+def _existing_invoices(requests: Sequence[BillingPeriodInvoiceRequest]) -> dict[str, Invoice]:
+    """Return the invoices the requests' billing periods already have, by billing period id.
+
+    Run it after locking the customers, so it reads every invoice that
+    another writer of those customers committed.
+    """
+    periods = {request.billing_period_id for request in requests}
+    return {
+        str(invoice.billing_period_id): invoice
+        for invoice in Invoice.objects.using(ALIAS).filter(billing_period_id__in=periods)
+    }
+
+
+def _credit_balances(requests: Sequence[BillingPeriodInvoiceRequest]) -> dict[tuple[str, str], int]:
+    """Return the credit balance of each (customer id, currency) of ``requests``; run it after locking the customers."""
+    rows = (
+        CustomerCreditEntry.objects.using(ALIAS)
+        .filter(customer_id__in={request.customer_id for request in requests})
+        .values_list("customer_id", "currency")
+        .annotate(balance=Sum("amount_minor"))
+        .order_by()
+    )
+    return {(str(customer_id), currency): int(balance) for customer_id, currency, balance in rows}
+
+
+def _allocate_numbers(invoices: list[Invoice]) -> dict[int, str]:
+    """Allocate each invoice's number, with one statement per tenant; return them by id(invoice)."""
+    numbers = {}
+    for tenant_id, of_tenant in group_by(invoices, lambda invoice: invoice.tenant_id):
+        for invoice, number in zip(
+            of_tenant, invoice_numbers_allocate(tenant_id=tenant_id, count=len(of_tenant)), strict=True
+        ):
+            numbers[id(invoice)] = number
+    return numbers
+
+
+def _copied_line(line: InvoiceLine, invoice: Invoice) -> InvoiceLine:
+    """Return an unsaved copy of the checked ``line`` for ``invoice``, so a request can be applied again."""
+    return InvoiceLine(
+        invoice=invoice,
+        position=line.position,
+        description=line.description,
+        quantity=line.quantity,
+        unit_amount_minor=line.unit_amount_minor,
+        amount_minor=line.amount_minor,
+        period_start=line.period_start,
+        period_end=line.period_end,
+    )
 
 
 def invoice_void(*, invoice_id: str, now: datetime) -> Invoice:
@@ -315,37 +471,6 @@ def _check_period(line: InvoiceLineInput, line_label: str) -> None:
         )
 
 
-def _existing_invoice_and_credit(
-    *, customer: Customer, billing_period_id: str, currency: str
-) -> tuple[str | None, int]:
-    """Return the billing period's invoice id, or None, and the customer's credit balance in ``currency``.
-
-    One query reads both. Run it after locking the customer row, so the
-    statement starts after every other writer of that customer's credit and
-    invoices has committed, and reads their rows.
-    """
-    # Raw SQL: the ORM took longer to build this statement from two
-    # subqueries than PostgreSQL took to run it, on every invoice of a bill run.
-    connection = connections[ALIAS]
-    quote = connection.ops.quote_name
-    period_field = Invoice._meta.get_field("billing_period_id")
-    customer_field = CustomerCreditEntry._meta.get_field("customer")
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"SELECT (SELECT {quote('id')} FROM {quote(Invoice._meta.db_table)}"
-            f" WHERE {quote(period_field.column)} = %s LIMIT 1),"
-            f" COALESCE((SELECT SUM({quote('amount_minor')}) FROM {quote(CustomerCreditEntry._meta.db_table)}"
-            f" WHERE {quote(customer_field.column)} = %s AND {quote('currency')} = %s), 0)",
-            [
-                period_field.get_db_prep_value(billing_period_id, connection),
-                customer_field.get_db_prep_value(customer.pk, connection),
-                currency,
-            ],
-        )
-        existing_invoice_id, credit_balance_minor = cursor.fetchone()
-    return existing_invoice_id, int(credit_balance_minor)
-
-
 def _finalize(
     *,
     invoice: Invoice,
@@ -353,8 +478,12 @@ def _finalize(
     lines: list[InvoiceLine],
     credit_balance_minor: int,
     now: datetime,
+    number: str | None = None,
 ) -> list[NewEvent]:
     """Apply credit, number, issue and open an unsaved draft, and settle it when nothing is due.
+
+    ``number`` is the number the caller allocated; without it, the next one
+    is allocated here.
 
     Return the events to append. The caller inserts the invoice, its lines and
     the credit entry, in the same transaction with the customer row locked.
@@ -371,7 +500,7 @@ def _finalize(
         credit_applied_minor=credit_applied_minor,
         amount_paid_minor=invoice.amount_paid_minor,
     )
-    invoice.number = invoice_number_allocate(tenant_id=invoice.tenant_id)
+    invoice.number = number or invoice_number_allocate(tenant_id=invoice.tenant_id)
     invoice.status = InvoiceStatus.OPEN
     invoice.issued_on = now.astimezone(UTC).date()
     invoice.due_on = invoice.issued_on + timedelta(days=customer.payment_terms_days)

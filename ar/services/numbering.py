@@ -36,6 +36,14 @@ def invoice_number_allocate(*, tenant_id: str) -> str:
     ``TransactionManagementError`` outside a transaction, where the lock
     would be released at once.
     """
+    (number,) = invoice_numbers_allocate(tenant_id=tenant_id, count=1)
+    return number
+
+
+def invoice_numbers_allocate(*, tenant_id: str, count: int) -> list[str]:
+    """Allocate the next ``count`` invoice numbers of ``tenant_id``, in order, as ``invoice_number_allocate`` does one."""
+    if count < 1:
+        raise ValueError(f"count must be 1 or more, got {count}")
     connection = connections[ALIAS]
     if not connection.in_atomic_block:
         raise TransactionManagementError(
@@ -47,10 +55,13 @@ def invoice_number_allocate(*, tenant_id: str) -> str:
     # three; PostgreSQL and SQLite (3.35+) both run this statement.
     with connection.cursor() as cursor:
         cursor.execute(
-            f"INSERT INTO {table} (tenant_id, last_number) VALUES (%s, 1) "
-            f"ON CONFLICT (tenant_id) DO UPDATE SET last_number = {table}.last_number + 1 "
+            f"INSERT INTO {table} (tenant_id, last_number) VALUES (%s, %s) "
+            f"ON CONFLICT (tenant_id) DO UPDATE SET last_number = {table}.last_number + %s "
             "RETURNING last_number",
-            [tenant_id],
+            [tenant_id, count, count],
         )
         (last_number,) = cursor.fetchone()
-    return format_invoice_number(tenant_id=tenant_id, sequence_number=last_number)
+    return [
+        format_invoice_number(tenant_id=tenant_id, sequence_number=number)
+        for number in range(last_number - count + 1, last_number + 1)
+    ]

@@ -14,6 +14,7 @@ from ar.events import (
     PAYMENT_COLLECTION_REQUESTED,
 )
 from ar.models import DeadLetter, Invoice, InvoiceStatus, ProcessedEvent
+from ar.services import customer_credit_grant
 from ar.tests.factories import (
     NOW,
     CustomerFactory,
@@ -348,11 +349,11 @@ class TestQueryCount:
             _, result = request_invoice(customer)
 
         assert result.disposition is Disposition.ACK
-        # Inbox row, customer lock, one read of the existing invoice and the
+        # Inbox row, customer lock, reads of the existing invoice and of the
         # credit balance, invoice number, invoice, lines, outbox, and a
         # savepoint with its release for the bus's and the service's
         # transactions, which run inside the test's transaction.
-        assert len(queries) == 11, [query["sql"] for query in queries]
+        assert len(queries) == 12, [query["sql"] for query in queries]
 
     def test_payment_query_count(self):
         customer = CustomerFactory()
@@ -370,7 +371,54 @@ class TestQueryCount:
         assert len(queries) == 10, [query["sql"] for query in queries]
 
 
+def group_of_requests(payloads) -> list[Incoming]:
+    """Return ``subscriptions.invoice.requested`` messages for ``payloads``, in order, for deliver_group."""
+    messages = []
+    for payload in payloads:
+        envelope = envelope_for(
+            INVOICE_REQUESTED, payload, tenant_id="acme", aggregate_type="subscription",
+            aggregate_id=payload.subscription_id,
+        )
+        messages.append(Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1))
+    return messages
+
+
 class TestGroupOfRequests:
+    def test_statements_do_not_grow_with_group(self):
+        def statements_for(count: int) -> list[str]:
+            customers = [CustomerFactory() for _ in range(count)]
+            messages = group_of_requests(InvoiceRequestedFactory(customer_id=str(customer.id)) for customer in customers)
+            with CaptureQueriesContext(connections["ar"]) as queries:
+                results = deliver_group(module=get_module("ar"), messages=messages)
+            assert [result.disposition for result in results] == [Disposition.ACK] * count
+            return [query["sql"].split()[0] for query in queries.captured_queries]
+
+        assert statements_for(2) == statements_for(5)
+
+    def test_one_customer_spends_credit_once(self):
+        customer = CustomerFactory()
+        customer_credit_grant(customer_id=str(customer.id), currency="USD", amount_minor=1000, note="goodwill", now=NOW)
+        payloads = [InvoiceRequestedFactory(customer_id=str(customer.id)) for _ in range(2)]
+
+        results = deliver_group(module=get_module("ar"), messages=group_of_requests(payloads))
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        invoices = Invoice.objects.using("ar").order_by("number")
+        assert [invoice.credit_applied_minor for invoice in invoices] == [1000, 0]
+        assert [invoice.amount_due_minor for invoice in invoices] == [2985 - 1000, 2985]
+
+    def test_period_twice_gets_one_invoice(self):
+        customer = CustomerFactory()
+        payload = InvoiceRequestedFactory(customer_id=str(customer.id))
+
+        results = deliver_group(module=get_module("ar"), messages=group_of_requests([payload, payload]))
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        assert Invoice.objects.using("ar").count() == 1
+        assert [event["event_type"] for event in published()] == [
+            INVOICE_FINALIZED.name, PAYMENT_COLLECTION_REQUESTED.name,
+        ]
+
     def test_group_one_outbox_insert(self):
         customers = [CustomerFactory() for _ in range(3)]
         envelopes = []
