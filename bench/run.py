@@ -172,7 +172,9 @@ def summarize(results: dict) -> benchlib.Table:
     latency = results.get("latency", {}).get("figures")
     if latency:
         steady = latency["steady"]
-        table.add(f"latency p50 at {latency['steady_rate_offered']:.0f} events/s", f"{steady['p50_ms']:.0f} ms",
+        producers = latency.get("producers", 1)
+        table.add(f"latency p50 at {latency['steady_rate_offered']:.0f} events/s, {producers} producer(s)",
+                  f"{steady['p50_ms']:.0f} ms",
                   "no raw limit", "")
     return table
 
