@@ -20,8 +20,8 @@ Latency is applied minus committed, for every event. Two phases:
 
 - steady: one event per transaction at --rate events per second for
   --seconds seconds, offered by --producers processes (forked from this
-  one), each at its share of the rate, because one process commits only
-  about 900 transactions per second on a 2-core machine;
+  one), each at its share of the rate, because one process committed at
+  most 871 transactions per second on a 2-core machine;
 - backlog: --backlog events appended as fast as this process can, 100 per
   transaction, so they arrive faster than the consumer applies them. Each
   event's latency includes its wait behind the others.
@@ -45,8 +45,8 @@ sys.path.insert(0, str(benchlib.ROOT))
 BACKLOG_CHUNK = 100
 # Distinct aggregates of one producer; the relay keeps at most one event per aggregate in flight.
 AGGREGATES = 1000
-# Events per second one producer process offers by default, below the about
-# 900 one transaction per event allowed on a 2-core machine.
+# Events per second one producer process offers by default. One process
+# committed at most 871 single-event transactions per second on a 2-core machine.
 RATE_PER_PRODUCER = 600
 MAX_PRODUCERS = 16
 # Event numbers of producer n start at (n + 1) times this.
