@@ -1,5 +1,6 @@
 """Build ``DATABASES`` from ``DATABASE_URL`` and ``DATABASE_URL_<MODULE>``."""
 
+import sqlite3
 from collections.abc import Mapping
 from pathlib import Path
 
@@ -15,6 +16,8 @@ CONN_MAX_AGE = 60
 # SQLite waits this many seconds for another process's write lock, which the
 # embedded setup needs when a relay and a web process write at once.
 SQLITE_TIMEOUT_SECONDS = 30
+# INSERT/UPDATE ... RETURNING, which the services use, came in SQLite 3.35.
+MIN_SQLITE_VERSION = (3, 35)
 
 
 def build_databases(environ: Mapping[str, str], data_dir: Path) -> dict[str, dict]:
@@ -66,6 +69,12 @@ def _parse_url(url: str, alias: str) -> dict:
 
 
 def _sqlite_config(path: Path) -> dict:
+    if sqlite3.sqlite_version_info < MIN_SQLITE_VERSION:
+        raise ImproperlyConfigured(
+            f"SQLite {sqlite3.sqlite_version} is too old; the embedded setup needs "
+            f"{'.'.join(map(str, MIN_SQLITE_VERSION))} or newer for UPDATE ... RETURNING. Use a Python "
+            "built with a newer SQLite, or set DATABASE_URL to a PostgreSQL server"
+        )
     path.parent.mkdir(parents=True, exist_ok=True)
     return {
         "ENGINE": "django.db.backends.sqlite3",
