@@ -202,6 +202,7 @@ def notification_send_many(*, notifications: Sequence[Notification], now: dateti
     ``notification_send``. Must be called outside any transaction on the
     notifications database.
     """
+    started = _clock()
     lease_start = now - timedelta(seconds=DEFAULT_LEASE_SECONDS)
     claimed: list[Notification] = []
     for (version, attempts), alike in group_by(
@@ -209,14 +210,21 @@ def notification_send_many(*, notifications: Sequence[Notification], now: dateti
         lambda notification: (notification.version, notification.attempts),
     ):
         claimed.extend(_update_alike_if_unchanged(alike, version, attempts=attempts + 1, last_attempt_at=now))
+    if claimed:
+        _send_claimed(claimed, now, started)
+    # The rows not claimed above go one at a time after the claimed ones, so
+    # their sends cannot delay a renewal. Each is attempted at the clock's time.
     claimed_ids = {notification.id for notification in claimed}
     for notification in notifications:
         if notification.id not in claimed_ids:
-            notification_send(notification_id=str(notification.id), now=now)
+            notification_send(
+                notification_id=str(notification.id), now=now + timedelta(seconds=_clock() - started)
+            )
 
-    if not claimed:
-        return
-    errors = _send_emails(claimed, now)
+
+def _send_claimed(claimed: list[Notification], now: datetime, started: float) -> None:
+    """Send the claimed rows' emails, then write their outcomes and append their events in one transaction."""
+    errors = _send_emails(claimed, now, started)
     sent = [notification for notification in claimed if notification.id in errors]
 
     changed: list[tuple[Notification, str]] = []
@@ -235,18 +243,19 @@ def notification_send_many(*, notifications: Sequence[Notification], now: dateti
         _record_outcome(notification, now, error)
 
 
-def _send_emails(notifications: list[Notification], now: datetime) -> dict[uuid.UUID, str]:
+def _send_emails(notifications: list[Notification], now: datetime, started: float) -> dict[uuid.UUID, str]:
     """Hand each claimed notification's email to the email backend over one connection.
 
-    Return the error of each notification sent, or "". The claims are
-    renewed each time ``RENEW_CLAIM_AFTER_SECONDS`` have passed, so no row
+    Return the error of each notification sent, or "". ``started`` is the
+    ``_clock()`` reading taken before the rows were claimed at ``now``. The
+    claims are renewed each time ``RENEW_CLAIM_AFTER_SECONDS`` have passed, so no row
     waits for its send, or for its outcome to be written, past its lease.
     A row whose renewal matches nothing before its send was taken over by
     another sender and is neither sent nor returned.
     """
     errors = {}
     ours = {notification.id for notification in notifications}
-    started = renewed = _clock()
+    renewed = started
     connection = get_connection(fail_silently=False)
     try:
         connection.open()

@@ -294,9 +294,14 @@ def _credit_balances(requests: Sequence[BillingPeriodInvoiceRequest]) -> dict[tu
 
 
 def _allocate_numbers(invoices: list[Invoice]) -> dict[int, str]:
-    """Allocate each invoice's number, with one statement per tenant; return them by id(invoice)."""
+    """Allocate each invoice's number, with one statement per tenant; return them by id(invoice).
+
+    The tenants' sequence rows are locked in tenant order, so two groups
+    with the same tenants cannot deadlock on them.
+    """
     numbers = {}
-    for tenant_id, of_tenant in group_by(invoices, lambda invoice: invoice.tenant_id):
+    groups = sorted(group_by(invoices, lambda invoice: invoice.tenant_id), key=lambda pair: pair[0])
+    for tenant_id, of_tenant in groups:
         for invoice, number in zip(
             of_tenant, invoice_numbers_allocate(tenant_id=tenant_id, count=len(of_tenant)), strict=True
         ):

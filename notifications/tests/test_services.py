@@ -620,3 +620,43 @@ class TestSendManyQueryCount:
             "INSERT notifications_outboxevent",
             "COMMIT",
         ]
+
+
+class SweepOnFirstBatchRowBackend(BaseEmailBackend):
+    """Each send takes 25 s on the fake clock; the pending sweep runs once, when the batch sends its first row."""
+
+    sends: list[str] = []
+    clock: dict = {}
+    batch_row = ""
+    swept = False
+
+    def send_messages(self, messages):
+        for message in messages:
+            notification_id = message.extra_headers["X-Billing-Notification-Id"]
+            if notification_id == SweepOnFirstBatchRowBackend.batch_row and not SweepOnFirstBatchRowBackend.swept:
+                SweepOnFirstBatchRowBackend.swept = True
+                notifications_send_pending(now=NOW + timedelta(seconds=SweepOnFirstBatchRowBackend.clock["seconds"]))
+            SweepOnFirstBatchRowBackend.clock["seconds"] += 25
+            SweepOnFirstBatchRowBackend.sends.append(notification_id)
+        return len(messages)
+
+
+def test_slow_single_rows_do_not_expire_batch(settings, monkeypatch):
+    batch_row = create()[0]
+    fallback_rows = [create()[0] for _ in range(3)]
+    # An earlier sender claimed these rows ten minutes ago and crashed, so the
+    # batch's UPDATE misses them and notification_send takes them one by one.
+    Notification.objects.using("notifications").filter(id__in=[row.id for row in fallback_rows]).update(
+        attempts=1, last_attempt_at=NOW - timedelta(minutes=10), version=F("version") + 1,
+    )
+    clock = {"seconds": 0.0}
+    monkeypatch.setattr(services, "_clock", lambda: clock["seconds"])
+    SweepOnFirstBatchRowBackend.sends = []
+    SweepOnFirstBatchRowBackend.clock = clock
+    SweepOnFirstBatchRowBackend.batch_row = str(batch_row.id)
+    SweepOnFirstBatchRowBackend.swept = False
+    settings.EMAIL_BACKEND = "notifications.tests.test_services.SweepOnFirstBatchRowBackend"
+
+    notification_send_many(notifications=[batch_row, *fallback_rows], now=NOW)
+
+    assert SweepOnFirstBatchRowBackend.sends.count(str(batch_row.id)) == 1
