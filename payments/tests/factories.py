@@ -112,3 +112,10 @@ def deliver_to_payments(envelope: Envelope, *, delivery: int = 1) -> DeliveryRes
     return deliver(
         module=get_module("payments"), subject=envelope.subject, body=envelope.to_json(), delivery=delivery
     )
+
+
+def payment_paying_with(token: str, **fields) -> Payment:
+    """Create a pending payment whose customer has one payment method with ``token``."""
+    payment = PaymentFactory(**fields)
+    PaymentMethodFactory(tenant_id=payment.tenant_id, customer_id=payment.customer_id, token=token)
+    return payment

@@ -7,7 +7,12 @@ from django.test.utils import CaptureQueriesContext
 from payments.errors import PaymentNotFound
 from payments.models import Payment, PaymentAttempt
 from payments.services import payment_attempt_charge
-from payments.tests.factories import REQUESTED_AT, PaymentFactory, PaymentMethodFactory
+from payments.tests.factories import (
+    REQUESTED_AT,
+    PaymentFactory,
+    PaymentMethodFactory,
+    payment_paying_with,
+)
 from payments.tests.faulty_gateways import RacingChargeGateway
 from payments.tests.support import (
     attempt_count,
@@ -19,12 +24,6 @@ from payments.tests.support import (
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 NOW = REQUESTED_AT
-
-
-def payment_paying_with(token: str, **fields) -> Payment:
-    payment = PaymentFactory(**fields)
-    PaymentMethodFactory(tenant_id=payment.tenant_id, customer_id=payment.customer_id, token=token)
-    return payment
 
 
 def only_attempt(payment: Payment) -> PaymentAttempt:

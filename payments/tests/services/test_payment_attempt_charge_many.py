@@ -6,7 +6,7 @@ from django.test.utils import CaptureQueriesContext
 
 from payments.models import Payment, PaymentAttempt
 from payments.services import payment_attempt_charge, payment_attempt_charge_many
-from payments.tests.factories import REQUESTED_AT, PaymentFactory, PaymentMethodFactory
+from payments.tests.factories import REQUESTED_AT, PaymentFactory, payment_paying_with
 from payments.tests.faulty_gateways import LongFailureCodeGateway, RacingChargeGateway
 from payments.tests.support import (
     attempt_count,
@@ -18,12 +18,6 @@ from payments.tests.support import (
 pytestmark = pytest.mark.django_db(databases="__all__")
 
 NOW = REQUESTED_AT
-
-
-def payment_paying_with(token: str, **fields) -> Payment:
-    payment = PaymentFactory(**fields)
-    PaymentMethodFactory(tenant_id=payment.tenant_id, customer_id=payment.customer_id, token=token)
-    return payment
 
 
 def reloaded(payment: Payment) -> Payment:
