@@ -253,10 +253,10 @@ def invoice_create_for_billing_periods(
 
 def _lock_customers(requests: Sequence[BillingPeriodInvoiceRequest]) -> dict[str, Customer]:
     """Lock the requests' customers in id order and return them by id; raise ``CustomerNotFound`` for a missing one."""
-    wanted = {request.customer_id for request in requests}
+    customer_ids = {request.customer_id for request in requests}
     customers = {
         str(customer.id): customer
-        for customer in Customer.objects.using(ALIAS).select_for_update().filter(id__in=wanted).order_by("id")
+        for customer in Customer.objects.using(ALIAS).select_for_update().filter(id__in=customer_ids).order_by("id")
     }
     for request in requests:
         customer = customers.get(request.customer_id)

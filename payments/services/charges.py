@@ -95,14 +95,14 @@ def payment_attempt_charge_many(*, payment_ids: Sequence[str], now: datetime) ->
     """
     require_aware("now", now)
     gateway = get_gateway()
-    wanted = list(dict.fromkeys(str(payment_id) for payment_id in payment_ids))
+    distinct_ids = list(dict.fromkeys(str(payment_id) for payment_id in payment_ids))
     one_by_one: list[str] = []
     try:
-        started, skipped = _attempts_start_many(wanted, now)
+        started, skipped = _attempts_start_many(distinct_ids, now)
         one_by_one.extend(skipped)
     except Exception:
-        logger.exception("Starting %s payment attempts together failed; charging them one at a time", len(wanted))
-        started, one_by_one = [], wanted
+        logger.exception("Starting %s payment attempts together failed; charging them one at a time", len(distinct_ids))
+        started, one_by_one = [], distinct_ids
 
     charged = []
     for payment, attempt in started:
