@@ -72,20 +72,20 @@ def lock_customer(*, customer_id: str, tenant_id: str | None = None) -> Customer
     try:
         return customers.get(id=customer_id)
     except Customer.DoesNotExist:
-        where = f" in tenant {tenant_id!r}" if tenant_id is not None else ""
-        raise CustomerNotFound(
-            f"customer {customer_id!r} not found{where}; create the customer first, "
-            "for example with POST /api/v1/customers, and use the id it returns"
-        ) from None
+        raise customer_not_found(customer_id=customer_id, tenant_id=tenant_id) from None
 
 
-def lock_invoice(*, invoice_id: str, **annotations) -> tuple[Invoice, Customer]:
-    """Lock the invoice's customer, then the invoice, and return both.
+def customer_not_found(*, customer_id: str, tenant_id: str | None) -> CustomerNotFound:
+    """Return the error for a customer id that is not one of ``tenant_id``'s (or any, without a tenant)."""
+    where = f" in tenant {tenant_id!r}" if tenant_id is not None else ""
+    return CustomerNotFound(
+        f"customer {customer_id!r} not found{where}; create the customer first, "
+        "for example with POST /api/v1/customers, and use the id it returns"
+    )
 
-    ``annotations`` are added to the invoice's locking query, so a caller
-    reads values that need both locks without another query. Raise
-    ``InvoiceNotFound`` naming the id.
-    """
+
+def lock_invoice(*, invoice_id: str) -> tuple[Invoice, Customer]:
+    """Lock the invoice's customer, then the invoice, and return both; raise ``InvoiceNotFound`` naming the id."""
     invoice_id = canonical_uuid(invoice_id, "invoice id", InvoiceNotFound)
     # An invoice never changes customer, so looking the customer up in a
     # subquery of the locking statement is as safe as a separate read first.
@@ -99,8 +99,7 @@ def lock_invoice(*, invoice_id: str, **annotations) -> tuple[Invoice, Customer]:
         raise InvoiceNotFound(
             f"invoice {invoice_id!r} not found; pass the id of an existing invoice"
         ) from None
-    invoices = Invoice.objects.using(ALIAS).select_for_update(of=("self",))
-    invoice = invoices.annotate(**annotations).get(id=invoice_id)
+    invoice = Invoice.objects.using(ALIAS).select_for_update(of=("self",)).get(id=invoice_id)
     return invoice, customer
 
 

@@ -17,7 +17,7 @@ from django.db import transaction
 from django.db.models import Sum
 
 from ar import totals
-from ar.errors import CustomerNotFound, InvalidInvoiceRequest, InvoiceStateConflict
+from ar.errors import InvalidInvoiceRequest, InvoiceStateConflict
 from ar.models import (
     CollectionMethod,
     CreditReason,
@@ -34,12 +34,13 @@ from ar.services.common import (
     check_currency,
     check_tenant_id,
     check_text,
+    customer_not_found,
     is_whole_number,
     lock_invoice,
     require_aware,
     save_invoice_change,
 )
-from ar.services.numbering import invoice_number_allocate, invoice_numbers_allocate
+from ar.services.numbering import invoice_numbers_allocate
 from billing.bulk import group_by
 from billing.money import format_major
 from eventbus.context import handling
@@ -261,10 +262,7 @@ def _lock_customers(requests: Sequence[BillingPeriodInvoiceRequest]) -> dict[str
     for request in requests:
         customer = customers.get(request.customer_id)
         if customer is None or customer.tenant_id != request.tenant_id:
-            raise CustomerNotFound(
-                f"customer {request.customer_id!r} not found in tenant {request.tenant_id!r}; create the "
-                "customer first, for example with POST /api/v1/customers, and use the id it returns"
-            )
+            raise customer_not_found(customer_id=request.customer_id, tenant_id=request.tenant_id)
     return customers
 
 
@@ -483,12 +481,9 @@ def _finalize(
     lines: list[InvoiceLine],
     credit_balance_minor: int,
     now: datetime,
-    number: str | None = None,
+    number: str,
 ) -> list[NewEvent]:
-    """Apply credit, number, issue and open an unsaved draft, and settle it when nothing is due.
-
-    ``number`` is the number the caller allocated; without it, the next one
-    is allocated here.
+    """Apply credit, ``number`` (allocated by the caller), issue and open an unsaved draft, and settle it when nothing is due.
 
     Return the events to append. The caller inserts the invoice, its lines and
     the credit entry, in the same transaction with the customer row locked.
@@ -505,7 +500,7 @@ def _finalize(
         credit_applied_minor=credit_applied_minor,
         amount_paid_minor=invoice.amount_paid_minor,
     )
-    invoice.number = number or invoice_number_allocate(tenant_id=invoice.tenant_id)
+    invoice.number = number
     invoice.status = InvoiceStatus.OPEN
     invoice.issued_on = now.astimezone(UTC).date()
     invoice.due_on = invoice.issued_on + timedelta(days=customer.payment_terms_days)
