@@ -10,8 +10,9 @@ from datetime import date
 from ar.errors import InvalidInvoiceRequest
 from ar.services import (
     InvoiceLineInput,
-    invoice_apply_gateway_payment,
+    gateway_payment_check,
     invoice_apply_payment_failure,
+    invoice_apply_payments,
     invoice_create_for_billing_periods,
     invoice_request_check,
 )
@@ -56,15 +57,22 @@ def on_invoice_requested(envelope: Envelope, payload: InvoiceRequested) -> None:
 
 @registry.on(PAYMENT_SUCCEEDED)
 def on_payment_succeeded(envelope: Envelope, payload: PaymentSucceeded) -> None:
-    """Apply the collected payment to its invoice, once per payment id."""
-    invoice_apply_gateway_payment(
+    """Apply the collected payment to its invoice, once per payment id.
+
+    The payment is checked at once and applied at the end of the delivery,
+    together with the other payments of its group: their customers and
+    invoices are then locked with two statements, in id order.
+    """
+    payment = gateway_payment_check(
         tenant_id=envelope.tenant_id,
         invoice_id=payload.invoice_id,
         payment_id=payload.payment_id,
         amount_minor=payload.amount_minor,
         currency=payload.currency,
         now=envelope.occurred_at,
+        cause=envelope,
     )
+    defer_to_delivery_end(invoice_apply_payments, payment)
 
 
 @registry.on(PAYMENT_FAILED)

@@ -13,7 +13,10 @@ from ar.services.invoices import (
 )
 from ar.services.numbering import format_invoice_number
 from ar.services.payment_application import (
+    PaymentToApply,
+    gateway_payment_check,
     invoice_apply_gateway_payment,
+    invoice_apply_payments,
     invoice_record_offline_payment,
 )
 from ar.services.publishing import collection_idempotency_key
@@ -21,13 +24,16 @@ from ar.services.publishing import collection_idempotency_key
 __all__ = [
     "BillingPeriodInvoiceRequest",
     "InvoiceLineInput",
+    "PaymentToApply",
     "collection_idempotency_key",
     "customer_credit_grant",
     "customer_upsert",
     "customer_validate",
     "format_invoice_number",
+    "gateway_payment_check",
     "invoice_apply_gateway_payment",
     "invoice_apply_payment_failure",
+    "invoice_apply_payments",
     "invoice_create_for_billing_period",
     "invoice_create_for_billing_periods",
     "invoice_mark_uncollectible",

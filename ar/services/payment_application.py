@@ -6,10 +6,14 @@ nothing. The part of a payment above the amount due becomes customer credit,
 which the customer's next invoice in that currency consumes.
 """
 
+import contextlib
 import logging
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
 from datetime import datetime
 
-from django.db import connections, transaction
+from django.db import transaction
+from django.db.models import Subquery
 
 from ar import totals
 from ar.errors import (
@@ -36,15 +40,62 @@ from ar.services.common import (
     check_text,
     is_whole_number,
     require_aware,
-    save_invoice_change,
 )
+from billing.bulk import update_rows
 from billing.money import format_major
+from eventbus.context import handling
+from eventbus.envelope import Envelope
 
 logger = logging.getLogger(__name__)
 
 # Statuses whose amount due a payment reduces. A payment settles an
 # uncollectible invoice as well: writing it off does not refuse the money.
 PAYABLE_STATUSES = (InvoiceStatus.OPEN, InvoiceStatus.UNCOLLECTIBLE)
+
+
+@dataclass(frozen=True)
+class PaymentToApply:
+    """A checked payment for one invoice; ``gateway_payment_check`` builds a gateway one."""
+
+    source: str
+    invoice_id: str
+    reference: str
+    amount_minor: int
+    now: datetime
+    # A gateway payment names its tenant and currency, which must be the
+    # invoice's; an offline one is in the invoice's tenant and currency.
+    tenant_id: str | None = None
+    currency: str | None = None
+    # The event that reported the payment; ``ar.invoice.paid`` names it as its cause.
+    cause: Envelope | None = None
+
+
+def gateway_payment_check(
+    *,
+    tenant_id: str,
+    invoice_id: str,
+    payment_id: str,
+    amount_minor: int,
+    currency: str,
+    now: datetime,
+    cause: Envelope | None = None,
+) -> PaymentToApply:
+    """Check a payment the gateway collected without reading the database.
+
+    Raise ``InvalidPayment`` (bad amount, currency, tenant or payment id) or
+    ``InvoiceNotFound`` (an invoice id that is not a UUID).
+    """
+    require_aware(now)
+    return PaymentToApply(
+        source=PaymentSource.GATEWAY,
+        invoice_id=canonical_uuid(invoice_id, "invoice id", InvoiceNotFound),
+        reference=check_text(payment_id, "payment id", 200, InvalidPayment),
+        amount_minor=_checked_amount(amount_minor),
+        now=now,
+        tenant_id=check_tenant_id(tenant_id, InvalidPayment),
+        currency=check_currency(currency, InvalidPayment),
+        cause=cause,
+    )
 
 
 def invoice_apply_gateway_payment(
@@ -68,38 +119,15 @@ def invoice_apply_gateway_payment(
     ``PaymentReferenceConflict`` when ``payment_id`` was applied to another
     invoice or with another amount, writing nothing.
     """
-    require_aware(now)
-    tenant_id = check_tenant_id(tenant_id, InvalidPayment)
-    reference = check_text(payment_id, "payment id", 200, InvalidPayment)
-    _check_amount(amount_minor)
-    currency = check_currency(currency, InvalidPayment)
-
-    with transaction.atomic(using=ALIAS):
-        invoice, customer = _lock_invoice_for_payment(
-            invoice_id=invoice_id, source=PaymentSource.GATEWAY, reference=reference
-        )
-        if invoice.tenant_id != tenant_id:
-            raise InvalidPayment(
-                f"payment {reference!r} is for tenant {tenant_id!r} but invoice {invoice.number} "
-                f"belongs to tenant {invoice.tenant_id!r}; check the payment's invoice id"
-            )
-        if _already_applied(invoice, PaymentSource.GATEWAY, reference, amount_minor):
-            return invoice
-        _check_currency_matches(invoice, currency, reference)
-        if invoice.status == InvoiceStatus.DRAFT:
-            raise InvoiceStateConflict(
-                f"invoice {invoice.id} is a draft; a payment can only be applied to a finalized invoice"
-            )
-
-        _apply(
-            invoice=invoice,
-            customer=customer,
-            source=PaymentSource.GATEWAY,
-            reference=reference,
-            amount_minor=amount_minor,
-            payment_id=reference,
-            now=now,
-        )
+    payment = gateway_payment_check(
+        tenant_id=tenant_id,
+        invoice_id=invoice_id,
+        payment_id=payment_id,
+        amount_minor=amount_minor,
+        currency=currency,
+        now=now,
+    )
+    (invoice,) = invoice_apply_payments([payment])
     return invoice
 
 
@@ -120,146 +148,187 @@ def invoice_record_offline_payment(
     when the reference was used for another payment, writing nothing.
     """
     require_aware(now)
-    reference = check_text(reference, "payment reference", 200, InvalidPayment)
-    _check_amount(amount_minor)
+    payment = PaymentToApply(
+        source=PaymentSource.OFFLINE,
+        invoice_id=canonical_uuid(invoice_id, "invoice id", InvoiceNotFound),
+        reference=check_text(reference, "payment reference", 200, InvalidPayment),
+        amount_minor=_checked_amount(amount_minor),
+        now=now,
+    )
+    (invoice,) = invoice_apply_payments([payment])
+    return invoice
 
+
+def invoice_apply_payments(payments: Sequence[PaymentToApply]) -> list[Invoice]:
+    """Apply each payment, in order and in one transaction, as the two functions above do; return each one's invoice.
+
+    Every customer, then every invoice, is locked in id order, as
+    ``lock_invoice`` locks one pair. Several payments of one invoice
+    accumulate, and a payment named twice is applied once. The first
+    payment that cannot be applied raises its error, writing nothing.
+    """
     with transaction.atomic(using=ALIAS):
-        invoice, customer = _lock_invoice_for_payment(
-            invoice_id=invoice_id, source=PaymentSource.OFFLINE, reference=reference
+        invoices = _lock_invoices([payment.invoice_id for payment in payments])
+        applied = _applications(invoices.values(), payments)
+        versions_before = {invoice_id: invoice.version for invoice_id, invoice in invoices.items()}
+        applications: list[PaymentApplication] = []
+        credit_entries: list[CustomerCreditEntry] = []
+        results = []
+        for payment in payments:
+            invoice = invoices.get(payment.invoice_id)
+            if invoice is None:
+                raise InvoiceNotFound(
+                    f"invoice {payment.invoice_id!r} not found; pass the id of an existing invoice"
+                )
+            results.append(invoice)
+            _check_payable(invoice, payment)
+            key = (invoice.tenant_id, payment.source, payment.reference)
+            if key in applied:
+                _check_same_payment(applied[key], invoice, payment)
+                continue
+            _check_applicable(invoice, payment)
+            application, credit_entry = _apply(invoice=invoice, payment=payment)
+            applied[key] = application
+            applications.append(application)
+            if credit_entry is not None:
+                credit_entries.append(credit_entry)
+
+        PaymentApplication.objects.using(ALIAS).bulk_create(applications)
+        CustomerCreditEntry.objects.using(ALIAS).bulk_create(credit_entries)
+        changed = [invoice for invoice_id, invoice in invoices.items() if invoice.version != versions_before[invoice_id]]
+        update_rows(changed, INVOICE_PAYMENT_FIELDS, using=ALIAS)
+    return results
+
+
+# The invoice columns applying a payment may change.
+INVOICE_PAYMENT_FIELDS = ("amount_paid_minor", "amount_due_minor", "status", "paid_at", "version", "updated_at")
+
+
+def _checked_amount(amount_minor: int) -> int:
+    if not is_whole_number(amount_minor) or not 0 < amount_minor <= totals.MAX_AMOUNT_MINOR:
+        raise InvalidPayment(
+            f"payment amount {amount_minor!r} is invalid; use a positive whole number of minor units"
         )
-        if _already_applied(invoice, PaymentSource.OFFLINE, reference, amount_minor):
-            return invoice
+    return amount_minor
+
+
+def _lock_invoices(invoice_ids: list[str]) -> dict[str, Invoice]:
+    """Lock the invoices' customers, then the invoices, each in id order; return the invoices by id.
+
+    Each invoice's ``customer`` is set to its locked row. A missing id is
+    left out.
+    """
+    ids = sorted(set(invoice_ids))
+    # An invoice never changes customer, so selecting the customers by a
+    # subquery of the invoices is as safe as reading the invoices first.
+    customer_ids = Invoice.objects.using(ALIAS).filter(id__in=ids).order_by().values("customer_id")
+    customers = {
+        customer.id: customer
+        for customer in Customer.objects.using(ALIAS)
+        .select_for_update(of=("self",))
+        .filter(id__in=Subquery(customer_ids))
+        .order_by("id")
+    }
+    invoices = {}
+    for invoice in Invoice.objects.using(ALIAS).select_for_update(of=("self",)).filter(id__in=ids).order_by("id"):
+        invoice.customer = customers[invoice.customer_id]
+        invoices[str(invoice.id)] = invoice
+    return invoices
+
+
+def _applications(
+    invoices: Iterable[Invoice], payments: Sequence[PaymentToApply]
+) -> dict[tuple[str, str, str], PaymentApplication]:
+    """Return the earlier applications of ``payments``, by (tenant id, source, reference).
+
+    Run it after locking the invoices: every payment of an invoice locks its
+    customer first, so this reads every committed application of them.
+    """
+    tenants = {invoice.tenant_id for invoice in invoices}
+    rows = PaymentApplication.objects.using(ALIAS).filter(
+        tenant_id__in=tenants,
+        source__in={payment.source for payment in payments},
+        reference__in={payment.reference for payment in payments},
+    )
+    return {(row.tenant_id, row.source, row.reference): row for row in rows}
+
+
+def _check_payable(invoice: Invoice, payment: PaymentToApply) -> None:
+    """Raise when ``payment`` cannot go to ``invoice`` at all, whether applied before or not."""
+    if payment.tenant_id is not None and invoice.tenant_id != payment.tenant_id:
+        raise InvalidPayment(
+            f"payment {payment.reference!r} is for tenant {payment.tenant_id!r} but invoice {invoice.number} "
+            f"belongs to tenant {invoice.tenant_id!r}; check the payment's invoice id"
+        )
+
+
+def _check_same_payment(previous: PaymentApplication, invoice: Invoice, payment: PaymentToApply) -> None:
+    """Return when ``previous`` is this exact payment, so nothing is left to do; raise when the reference clashes."""
+    if previous.invoice_id != invoice.id or previous.amount_minor != payment.amount_minor:
+        number = previous.invoice.number if previous.invoice_id != invoice.id else invoice.number
+        raise PaymentReferenceConflict(
+            f"{payment.source} payment {payment.reference!r} was already applied: {previous.amount_minor} "
+            f"{previous.currency} to invoice {number}; use a new reference for a different payment"
+        )
+    logger.info(
+        "Payment %s was already applied to invoice %s; nothing to do",
+        payment.reference,
+        invoice.number,
+        extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
+    )
+
+
+def _check_applicable(invoice: Invoice, payment: PaymentToApply) -> None:
+    """Raise when the new ``payment`` cannot be applied to ``invoice`` in its current state."""
+    if payment.source == PaymentSource.OFFLINE:
         if invoice.status not in PAYABLE_STATUSES:
             raise InvoiceStateConflict(
                 f"invoice {invoice.number or invoice.id} is {invoice.status}; record an offline "
                 "payment only against an open or uncollectible invoice"
             )
-
-        _apply(
-            invoice=invoice,
-            customer=customer,
-            source=PaymentSource.OFFLINE,
-            reference=reference,
-            amount_minor=amount_minor,
-            payment_id=None,
-            now=now,
-        )
-    return invoice
-
-
-def _check_amount(amount_minor: int) -> None:
-    if not is_whole_number(amount_minor) or not 0 < amount_minor <= totals.MAX_AMOUNT_MINOR:
+        return
+    if payment.currency != invoice.currency:
         raise InvalidPayment(
-            f"payment amount {amount_minor!r} is invalid; use a positive whole number of minor units"
-        )
-
-
-def _check_currency_matches(invoice: Invoice, currency: str, reference: str) -> None:
-    if currency != invoice.currency:
-        raise InvalidPayment(
-            f"payment {reference!r} is in {currency} but invoice {invoice.number} is in "
+            f"payment {payment.reference!r} is in {payment.currency} but invoice {invoice.number} is in "
             f"{invoice.currency}; collect the payment in {invoice.currency}"
         )
-
-
-def _lock_invoice_for_payment(*, invoice_id: str, source: str, reference: str) -> tuple[Invoice, Customer]:
-    """Lock the invoice and its customer, and read the id of the payment's earlier application.
-
-    The invoice carries the id in ``previous_application_id``, None when the
-    payment is new. The invoice's locking query reads it after the customer
-    lock that every payment application takes, so it reads every committed
-    application of this invoice without another query. The locks are taken in
-    the order of ``lock_invoice``: the customer, then the invoice.
-    """
-    # Raw SQL: building the two locking statements with the ORM, one with a
-    # subquery annotation, took about 6 % of the consumer's GIL time in a bill run.
-    invoice_id = canonical_uuid(invoice_id, "invoice id", InvoiceNotFound)
-    connection = connections[ALIAS]
-    quote = connection.ops.quote_name
-    # SQLite takes no row locks: its write lock covers the whole transaction.
-    locking = connection.features.has_select_for_update
-    invoice_table = quote(Invoice._meta.db_table)
-    invoice_pk = Invoice._meta.pk.get_db_prep_value(invoice_id, connection)
-    customer_column = quote(Invoice._meta.get_field("customer").column)
-    customers = Customer.objects.using(ALIAS).raw(
-        f"SELECT * FROM {quote(Customer._meta.db_table)} WHERE {quote('id')} = "
-        f"(SELECT {customer_column} FROM {invoice_table} WHERE {quote('id')} = %s)"
-        + (" FOR UPDATE" if locking else ""),
-        [invoice_pk],
-    )
-    customer = next(iter(customers), None)
-    if customer is None:
-        raise InvoiceNotFound(f"invoice {invoice_id!r} not found; pass the id of an existing invoice")
-
-    applications = quote(PaymentApplication._meta.db_table)
-    invoices = Invoice.objects.using(ALIAS).raw(
-        f"SELECT i.*, (SELECT a.{quote('id')} FROM {applications} a"
-        f" WHERE a.{quote('tenant_id')} = i.{quote('tenant_id')} AND a.{quote('source')} = %s"
-        f" AND a.{quote('reference')} = %s) AS previous_application_id"
-        f" FROM {invoice_table} i WHERE i.{quote('id')} = %s"
-        + (" FOR UPDATE OF i" if locking else ""),
-        [source, reference, invoice_pk],
-    )
-    invoice = next(iter(invoices))
-    return invoice, customer
-
-
-def _already_applied(invoice: Invoice, source: str, reference: str, amount_minor: int) -> bool:
-    """Return True when this exact payment was applied before; raise when the reference clashes.
-
-    Call with the invoice from ``_lock_invoice_for_payment``.
-    """
-    if invoice.previous_application_id is None:
-        return False
-    previous = PaymentApplication.objects.using(ALIAS).get(id=invoice.previous_application_id)
-    if previous.invoice_id != invoice.id or previous.amount_minor != amount_minor:
-        raise PaymentReferenceConflict(
-            f"{source} payment {reference!r} was already applied: {previous.amount_minor} "
-            f"{previous.currency} to invoice {previous.invoice.number}; use a new reference "
-            "for a different payment"
+    if invoice.status == InvoiceStatus.DRAFT:
+        raise InvoiceStateConflict(
+            f"invoice {invoice.id} is a draft; a payment can only be applied to a finalized invoice"
         )
-    logger.info(
-        "Payment %s was already applied to invoice %s; nothing to do",
-        reference,
-        invoice.number,
-        extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
-    )
-    return True
 
 
-def _apply(
-    *,
-    invoice: Invoice,
-    customer: Customer,
-    source: str,
-    reference: str,
-    amount_minor: int,
-    payment_id: str | None,
-    now: datetime,
-) -> None:
-    """Split the payment between the invoice and customer credit, and record both."""
+def _apply(*, invoice: Invoice, payment: PaymentToApply) -> tuple[PaymentApplication, CustomerCreditEntry | None]:
+    """Split the payment between the invoice and customer credit.
+
+    Change ``invoice`` in memory, as one new version, and append
+    ``ar.invoice.paid`` when it becomes paid. Return the application and
+    the credit entry (None without credit) to insert.
+    """
+    now = payment.now
     if invoice.status in PAYABLE_STATUSES:
-        applied_minor = min(amount_minor, invoice.amount_due_minor)
+        applied_minor = min(payment.amount_minor, invoice.amount_due_minor)
         credit_reason = CreditReason.OVERPAYMENT
     else:
         applied_minor = 0
         credit_reason = CreditReason.PAYMENT_ON_CLOSED_INVOICE
-    credited_minor = amount_minor - applied_minor
+    credited_minor = payment.amount_minor - applied_minor
 
-    PaymentApplication.objects.using(ALIAS).create(
+    application = PaymentApplication(
         tenant_id=invoice.tenant_id,
         invoice=invoice,
-        source=source,
-        reference=reference,
+        source=payment.source,
+        reference=payment.reference,
         currency=invoice.currency,
-        amount_minor=amount_minor,
+        amount_minor=payment.amount_minor,
         applied_minor=applied_minor,
         credited_minor=credited_minor,
         created_at=now,
     )
+    credit_entry = None
     if credited_minor:
-        CustomerCreditEntry.objects.using(ALIAS).create(
-            customer=customer,
+        credit_entry = CustomerCreditEntry(
+            customer=invoice.customer,
             currency=invoice.currency,
             amount_minor=credited_minor,
             reason=credit_reason,
@@ -274,25 +343,25 @@ def _apply(
             credit_applied_minor=invoice.credit_applied_minor,
             amount_paid_minor=invoice.amount_paid_minor,
         )
-        changed = ["amount_paid_minor", "amount_due_minor"]
         if invoice.amount_due_minor == 0:
             invoice.status = InvoiceStatus.PAID
             invoice.paid_at = now
-            changed += ["status", "paid_at"]
-        save_invoice_change(invoice, now, changed)
+        invoice.version += 1
+        invoice.updated_at = now
         if invoice.status == InvoiceStatus.PAID:
-            publishing.publish(
-                invoice_events=[publishing.paid_event(invoice=invoice, customer=customer, payment_id=payment_id)],
-                now=now,
-            )
+            payment_id = payment.reference if payment.source == PaymentSource.GATEWAY else None
+            paid = publishing.paid_event(invoice=invoice, customer=invoice.customer, payment_id=payment_id)
+            with handling(payment.cause) if payment.cause is not None else contextlib.nullcontext():
+                publishing.publish(invoice_events=[paid], now=now)
 
     logger.info(
         "Applied %s payment %s to invoice %s: %s to the invoice, %s to credit; invoice is %s",
-        source,
-        reference,
+        payment.source,
+        payment.reference,
         invoice.number,
         format_major(applied_minor, invoice.currency),
         format_major(credited_minor, invoice.currency),
         invoice.status,
         extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
     )
+    return application, credit_entry

@@ -13,7 +13,14 @@ from ar.events import (
     INVOICE_PAID,
     PAYMENT_COLLECTION_REQUESTED,
 )
-from ar.models import DeadLetter, Invoice, InvoiceStatus, ProcessedEvent
+from ar.models import (
+    CustomerCreditEntry,
+    DeadLetter,
+    Invoice,
+    InvoiceStatus,
+    PaymentApplication,
+    ProcessedEvent,
+)
 from ar.services import customer_credit_grant
 from ar.tests.factories import (
     NOW,
@@ -365,10 +372,10 @@ class TestQueryCount:
             _, result = deliver_payment_event(PAYMENT_SUCCEEDED, payload, occurred_at=NOW)
 
         assert result.disposition is Disposition.ACK
-        # Inbox row, customer lock, invoice lock that also reads an earlier
+        # Inbox row, customer lock, invoice lock, read of an earlier
         # application of the payment, application, invoice update, outbox,
         # and the two savepoints with their releases.
-        assert len(queries) == 10, [query["sql"] for query in queries]
+        assert len(queries) == 11, [query["sql"] for query in queries]
 
 
 def group_of_requests(payloads) -> list[Incoming]:
@@ -446,3 +453,107 @@ class TestGroupOfRequests:
             for envelope in envelopes
             for event_type in (INVOICE_FINALIZED, PAYMENT_COLLECTION_REQUESTED)
         ]
+
+
+def payment_messages(payloads, *, tenant_id="acme") -> list[Incoming]:
+    """Return ``payments.payment.succeeded`` messages for ``payloads``, in order, for deliver_group."""
+    messages = []
+    for payload in payloads:
+        envelope = envelope_for(
+            PAYMENT_SUCCEEDED, payload, tenant_id=tenant_id, aggregate_type="payment", aggregate_id=payload.payment_id,
+        )
+        messages.append(Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1, envelope=envelope))
+    return messages
+
+
+def open_invoices(count: int) -> list[Invoice]:
+    invoices = []
+    for _ in range(count):
+        requested, _ = request_invoice(CustomerFactory())
+        invoices.append(invoice_of(requested))
+    return invoices
+
+
+def full_payment(invoice, **fields):
+    return PaymentSucceededFactory(
+        invoice_id=str(invoice.id), customer_id=str(invoice.customer_id), amount_minor=invoice.amount_due_minor, **fields,
+    )
+
+
+class TestGroupOfPayments:
+    def test_statements_do_not_grow_with_group(self):
+        def statements_for(count: int) -> list[str]:
+            messages = payment_messages([full_payment(invoice) for invoice in open_invoices(count)])
+            with CaptureQueriesContext(connections["ar"]) as queries:
+                results = deliver_group(module=get_module("ar"), messages=messages)
+            assert [result.disposition for result in results] == [Disposition.ACK] * count
+            return [query["sql"].split()[0] for query in queries.captured_queries]
+
+        assert statements_for(2) == statements_for(5)
+
+    def test_each_paid_invoice_published_by_its_payment(self):
+        invoices = open_invoices(3)
+        messages = payment_messages([full_payment(invoice) for invoice in invoices])
+        published_before = len(published())
+        version = invoices[0].version
+
+        results = deliver_group(module=get_module("ar"), messages=messages)
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 3
+        for invoice in invoices:
+            invoice.refresh_from_db()
+            assert (invoice.status, invoice.amount_due_minor, invoice.version) == (InvoiceStatus.PAID, 0, version + 1)
+        paid = published()[published_before:]
+        assert [(event["event_type"], event["aggregate_id"], event["causation_id"]) for event in paid] == [
+            (INVOICE_PAID.name, str(invoice.id), str(message.envelope.event_id))
+            for invoice, message in zip(invoices, messages, strict=True)
+        ]
+
+    def test_two_payments_of_one_invoice_accumulate(self):
+        (invoice,) = open_invoices(1)
+        first = PaymentSucceededFactory(invoice_id=str(invoice.id), customer_id=str(invoice.customer_id), amount_minor=1000)
+        rest = PaymentSucceededFactory(
+            invoice_id=str(invoice.id), customer_id=str(invoice.customer_id), amount_minor=invoice.amount_due_minor - 1000 + 15,
+        )
+
+        version = invoice.version
+
+        results = deliver_group(module=get_module("ar"), messages=payment_messages([first, rest]))
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        invoice.refresh_from_db()
+        # One version for each payment, as if they had come one at a time.
+        assert (invoice.status, invoice.amount_paid_minor, invoice.version) == (InvoiceStatus.PAID, 2985, version + 2)
+        applications = PaymentApplication.objects.using("ar").order_by("id")
+        assert [(row.applied_minor, row.credited_minor) for row in applications] == [(1000, 0), (1985, 15)]
+        assert [row.amount_minor for row in CustomerCreditEntry.objects.using("ar").filter(customer_id=invoice.customer_id)] == [15]
+        assert [event["event_type"] for event in published()].count(INVOICE_PAID.name) == 1
+
+    def test_payment_named_twice_applied_once(self):
+        (invoice,) = open_invoices(1)
+        payload = full_payment(invoice)
+        # Two events, as a republished payment would give, reporting the same payment.
+        messages = payment_messages([payload, payload])
+        version = invoice.version
+
+        results = deliver_group(module=get_module("ar"), messages=messages)
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        assert PaymentApplication.objects.using("ar").count() == 1
+        assert not CustomerCreditEntry.objects.using("ar").exists()
+        invoice.refresh_from_db()
+        assert (invoice.status, invoice.version) == (InvoiceStatus.PAID, version + 1)
+
+    def test_foreign_tenant_payment_dead_lettered_alone(self):
+        invoices = open_invoices(3)
+        messages = payment_messages([full_payment(invoice) for invoice in invoices])
+        foreign = payment_messages([full_payment(invoices[1])], tenant_id="beta")[0]
+        messages[1] = foreign
+
+        results = deliver_group(module=get_module("ar"), messages=messages)
+
+        assert [result.disposition for result in results] == [Disposition.ACK, Disposition.TERMINATE, Disposition.ACK]
+        assert DeadLetter.objects.using("ar").get().event_id == foreign.envelope.event_id
+        statuses = [Invoice.objects.using("ar").get(id=invoice.id).status for invoice in invoices]
+        assert statuses == [InvoiceStatus.PAID, InvoiceStatus.OPEN, InvoiceStatus.PAID]
+        assert PaymentApplication.objects.using("ar").count() == 2
