@@ -8,7 +8,7 @@ finds nothing.
 """
 
 import uuid
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import date, datetime
 
@@ -77,26 +77,40 @@ class InvoiceSummary:
 
 def customer_contact(*, customer_id: str) -> CustomerContact | None:
     """Return the customer's name, email and billing settings, or None when unknown."""
-    if not _is_uuid(customer_id):
-        return None
-    # Plain values skip building a model, because notifications calls this once per email.
-    try:
-        row = (
-            Customer.objects.using(ALIAS)
-            .values("id", "tenant_id", "external_id", "name", "email", "currency", "collection_method")
-            .get(id=customer_id)
-        )
-    except Customer.DoesNotExist:
-        return None
-    return CustomerContact(
-        customer_id=str(row["id"]),
-        tenant_id=row["tenant_id"],
-        external_id=row["external_id"],
-        name=row["name"],
-        email=row["email"],
-        currency=row["currency"],
-        collection_method=row["collection_method"],
+    return customer_contacts(customer_ids=[customer_id]).get(customer_id)
+
+
+def customer_contacts(*, customer_ids: Iterable[str]) -> dict[str, CustomerContact]:
+    """Return the contact of each known customer of ``customer_ids``, keyed by the id as given.
+
+    One query reads them all; ids that are not UUIDs or name no customer are left out.
+    """
+    given_by_id = {}
+    for customer_id in customer_ids:
+        if _is_uuid(customer_id):
+            given_by_id.setdefault(uuid.UUID(str(customer_id)), set()).add(customer_id)
+    if not given_by_id:
+        return {}
+    # Plain values skip building models, because notifications reads a contact for each email.
+    rows = (
+        Customer.objects.using(ALIAS)
+        .filter(id__in=list(given_by_id))
+        .values("id", "tenant_id", "external_id", "name", "email", "currency", "collection_method")
     )
+    contacts = {}
+    for row in rows:
+        contact = CustomerContact(
+            customer_id=str(row["id"]),
+            tenant_id=row["tenant_id"],
+            external_id=row["external_id"],
+            name=row["name"],
+            email=row["email"],
+            currency=row["currency"],
+            collection_method=row["collection_method"],
+        )
+        for given in given_by_id[row["id"]]:
+            contacts[given] = contact
+    return contacts
 
 
 def customer_id_for_external_id(*, tenant_id: str, external_id: str) -> str | None:

@@ -96,10 +96,12 @@ def sigterm_as_exit() -> None:
 class Children:
     """Child processes started by one script; each is stopped by its own PID."""
 
-    def __init__(self, tag: str, profile_folder: Path | None = None):
+    def __init__(self, tag: str, profile_folder: Path | None = None, profile_gil: bool = False):
         self.tag = tag
         # When set, py-spy samples every manage.py child and writes NAME.txt here.
         self.profile_folder = profile_folder
+        # Sample only the thread holding the GIL: where the process's Python CPU time goes.
+        self.profile_gil = profile_gil
         self.profilers: dict[str, subprocess.Popen] = {}
         self.processes: dict[str, subprocess.Popen] = {}
         self.logs: dict[str, Path] = {}
@@ -125,6 +127,7 @@ class Children:
             with open(self.profile_folder / f"{name}.log", "w") as log:
                 self.profilers[name] = subprocess.Popen(
                     [str(py_spy), "record", "--pid", str(process.pid), "--rate", "100", "--format", "raw",
+                     *(["--gil"] if self.profile_gil else []),
                      "--output", str(self.profile_folder / f"{name}.txt")],
                     stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
                 )
@@ -153,7 +156,8 @@ class Children:
                 own[frames[-1]] = own.get(frames[-1], 0) + samples
                 for frame in set(frames):
                     inclusive[frame] = inclusive.get(frame, 0) + samples
-            print(f"== {name}: {total} samples at 100/s of busy threads", flush=True)
+            sampled = "the thread holding the GIL" if self.profile_gil else "busy threads"
+            print(f"== {name}: {total} samples at 100/s of {sampled}", flush=True)
             for title, counts in (("in the stack (inclusive)", inclusive), ("running (self)", own)):
                 print(f"-- functions by share of samples {title}", flush=True)
                 for frame, samples in sorted(counts.items(), key=lambda item: -item[1])[:limit]:

@@ -62,10 +62,17 @@ def main() -> int:
         help="Sample the bill run, consumer and relay processes with py-spy, write NAME.txt (collapsed "
         "stacks) to FOLDER and print each one's top functions.",
     )
+    parser.add_argument(
+        "--profile-gil", action="store_true",
+        help="With --profile, sample only the thread holding the GIL, which shows where each "
+        "process's Python CPU time goes rather than where its threads wait.",
+    )
     benchlib.add_json_argument(parser)
     options = parser.parse_args()
     if options.profile is not None and options.embedded:
         parser.error("--profile works without --embedded only; profile the embedded run with py-spy record -- python bench/bill_run.py --embedded")
+    if options.profile_gil and options.profile is None:
+        parser.error("--profile-gil needs --profile FOLDER")
     if options.profile is not None:
         options.profile.mkdir(parents=True, exist_ok=True)
     if options.subscriptions < 1 or options.consumers < 1 or options.poll <= 0:
@@ -82,7 +89,7 @@ def main() -> int:
 def run_on_servers(options, server_url: str) -> int:
     as_of = datetime.now(UTC).date()
     count = options.subscriptions
-    children = benchlib.Children("bill-run", profile_folder=options.profile)
+    children = benchlib.Children("bill-run", profile_folder=options.profile, profile_gil=options.profile_gil)
     with benchlib.ThrowawayNats() as nats_server, benchlib.ThrowawayDatabase(server_url, "billrun") as database:
         environment = {
             **os.environ,

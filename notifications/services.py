@@ -34,6 +34,7 @@ import logging
 import time
 import uuid
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -78,9 +79,29 @@ _clock = time.monotonic
 # instead of being sent on every pass forever.
 MAX_SEND_ATTEMPTS = 5
 
+# Rows per INSERT of new notifications; SQLite allows 32,766 parameters per statement.
+INSERT_BATCH_SIZE = 500
+
 # Errors are stored for people to read, so a backend's multi-kilobyte
 # message is cut to this many characters.
 MAX_ERROR_LENGTH = 2000
+
+
+@dataclass(frozen=True)
+class NotificationRequest:
+    """One email to record for an event; the fields are ``notification_create``'s arguments."""
+
+    tenant_id: str
+    source_event_id: str
+    source_event_type: str
+    correlation_id: str
+    template: str
+    customer_id: str
+    recipient: str
+    context: dict[str, Any]
+    now: datetime
+    invoice_id: str = ""
+    invoice_number: str = ""
 
 
 def notification_create(
@@ -106,12 +127,7 @@ def notification_create(
     The caller sends a pending notification with ``notification_send`` after
     its transaction commits. Raises ``UnknownTemplate``.
     """
-    if template not in NotificationTemplate.values:
-        raise UnknownTemplate(template, NotificationTemplate.values)
-
-    rendered = render_email(template, context)
-    error = _recipient_error(customer_id, recipient)
-    notification = Notification(
+    request = NotificationRequest(
         tenant_id=tenant_id,
         source_event_id=source_event_id,
         source_event_type=source_event_type,
@@ -119,36 +135,80 @@ def notification_create(
         template=template,
         customer_id=customer_id,
         recipient=recipient,
+        context=context,
+        now=now,
         invoice_id=invoice_id,
         invoice_number=invoice_number,
+    )
+    (result,) = notification_create_many([request])
+    return result
+
+
+def notification_create_many(requests: Sequence[NotificationRequest]) -> list[tuple[Notification, bool]]:
+    """Record each request as ``notification_create`` does; return each one's notification and whether it is new.
+
+    One INSERT writes every new row. Raise ``UnknownTemplate`` for the first
+    unknown template, writing nothing.
+    """
+    for request in requests:
+        if request.template not in NotificationTemplate.values:
+            raise UnknownTemplate(request.template, NotificationTemplate.values)
+    notifications = [_rendered(request) for request in requests]
+
+    results = []
+    # Inside a handler's transaction a savepoint would cost two statements and
+    # protect nothing, because every error here propagates, and Django then
+    # rolls back to the enclosing savepoint or rolls back the transaction.
+    with transaction.atomic(using=ALIAS, savepoint=False):
+        inserted = _insert_unless_recorded(notifications)
+        existing = _recorded_before([notification for notification in notifications if notification.id not in inserted])
+        for notification in notifications:
+            if notification.id not in inserted:
+                recorded = existing[(str(notification.source_event_id), notification.template)]
+                logger.info(
+                    "Notification already recorded for this event, skipped",
+                    extra={"notification_id": str(recorded.id), "event_id": str(notification.source_event_id)},
+                )
+                results.append((recorded, False))
+                continue
+            if notification.error:
+                logger.warning("Notification not sent: %s", notification.error, extra=_log_extra(notification))
+                _append_outcome(notification, notification.created_at)
+            results.append((notification, True))
+    return results
+
+
+def _rendered(request: NotificationRequest) -> Notification:
+    rendered = render_email(request.template, request.context)
+    error = _recipient_error(request.customer_id, request.recipient)
+    return Notification(
+        tenant_id=request.tenant_id,
+        source_event_id=request.source_event_id,
+        source_event_type=request.source_event_type,
+        correlation_id=request.correlation_id,
+        template=request.template,
+        customer_id=request.customer_id,
+        recipient=request.recipient,
+        invoice_id=request.invoice_id,
+        invoice_number=request.invoice_number,
         subject=rendered.subject,
         body_text=rendered.body_text,
         body_html=rendered.body_html,
         status=NotificationStatus.FAILED if error else NotificationStatus.PENDING,
         error=error,
-        created_at=now,
+        created_at=request.now,
     )
 
-    # Inside a handler's transaction a savepoint would cost two statements and
-    # protect nothing, because every error here propagates, and Django then
-    # rolls back to the enclosing savepoint or rolls back the transaction.
-    with transaction.atomic(using=ALIAS, savepoint=False):
-        if not _insert_unless_recorded(notification):
-            existing = Notification.objects.using(ALIAS).get(
-                source_event_id=source_event_id, template=template
-            )
-            logger.info(
-                "Notification already recorded for this event, skipped",
-                extra={"notification_id": str(existing.id), "event_id": str(source_event_id)},
-            )
-            return existing, False
 
-        if error:
-            logger.warning(
-                "Notification not sent: %s", error, extra=_log_extra(notification)
-            )
-            _append_outcome(notification, now)
-    return notification, True
+def _recorded_before(notifications: list[Notification]) -> dict[tuple[str, str], Notification]:
+    """Return the rows already recorded for the events and templates of ``notifications``."""
+    if not notifications:
+        return {}
+    rows = Notification.objects.using(ALIAS).filter(
+        source_event_id__in={notification.source_event_id for notification in notifications},
+        template__in={notification.template for notification in notifications},
+    )
+    return {(str(row.source_event_id), row.template): row for row in rows}
 
 
 def notification_send(
@@ -392,34 +452,43 @@ def _due_for_sending(now: datetime, older_than_seconds: int) -> list[str]:
     ]
 
 
-def _insert_unless_recorded(notification: Notification) -> bool:
-    """Insert ``notification`` unless its event and template have a row already; return whether it was inserted.
+def _insert_unless_recorded(notifications: list[Notification]) -> set[uuid.UUID]:
+    """Insert each of ``notifications`` unless its event and template have a row already; return the ids inserted.
 
-    One INSERT ... ON CONFLICT DO NOTHING RETURNING takes the place of a
-    SELECT for the existing row followed by an INSERT, and the ORM has no
-    form of it that reports whether the row was inserted. A concurrent insert
-    of the same event and template makes this wait for that transaction, and
-    then it inserts nothing if that transaction committed. PostgreSQL and
+    INSERT ... ON CONFLICT DO NOTHING RETURNING takes the place of a SELECT
+    for the existing rows followed by an INSERT, and the ORM has no form of
+    it that reports which rows were inserted. A concurrent insert of the
+    same event and template makes this wait for that transaction, and then
+    it inserts nothing for it if that transaction committed. PostgreSQL and
     SQLite 3.35 or later run this statement.
     """
     connection = connections[ALIAS]
     quote_name = connection.ops.quote_name
     fields = Notification._meta.concrete_fields
     columns = ", ".join(quote_name(field.column) for field in fields)
-    placeholders = ", ".join(["%s"] * len(fields))
-    values = [field.get_db_prep_save(field.pre_save(notification, add=True), connection) for field in fields]
+    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
     table = quote_name(Notification._meta.db_table)
-    with connection.cursor() as cursor:
-        cursor.execute(
-            f"INSERT INTO {table} ({columns}) VALUES ({placeholders}) "
-            f"ON CONFLICT ({quote_name('source_event_id')}, {quote_name('template')}) DO NOTHING "
-            f"RETURNING {quote_name('id')}",
-            values,
-        )
-        inserted = cursor.fetchone() is not None
-    if inserted:
-        notification._state.adding = False
-        notification._state.db = ALIAS
+    primary_key = Notification._meta.pk
+    inserted = set()
+    for start in range(0, len(notifications), INSERT_BATCH_SIZE):
+        batch = notifications[start:start + INSERT_BATCH_SIZE]
+        values = [
+            field.get_db_prep_save(field.pre_save(notification, add=True), connection)
+            for notification in batch
+            for field in fields
+        ]
+        with connection.cursor() as cursor:
+            cursor.execute(
+                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(batch))} "
+                f"ON CONFLICT ({quote_name('source_event_id')}, {quote_name('template')}) DO NOTHING "
+                f"RETURNING {quote_name(primary_key.column)}",
+                values,
+            )
+            inserted.update(primary_key.to_python(value) for (value,) in cursor.fetchall())
+    for notification in notifications:
+        if notification.id in inserted:
+            notification._state.adding = False
+            notification._state.db = ALIAS
     return inserted
 
 

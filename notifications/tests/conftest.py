@@ -7,5 +7,9 @@ from notifications import handlers
 def contacts(monkeypatch):
     """A customer directory standing in for AR: map a customer id to a factories.Contact."""
     directory = {}
-    monkeypatch.setattr(handlers, "contact_for_customer", directory.get)
+    monkeypatch.setattr(
+        handlers,
+        "contacts_for_customers",
+        lambda customer_ids: {customer_id: directory[customer_id] for customer_id in customer_ids if customer_id in directory},
+    )
     return directory

@@ -9,9 +9,10 @@ from django.db import connections, transaction
 from django.test.utils import CaptureQueriesContext
 
 from ar.events import INVOICE_FINALIZED
+from billing.tenancy.services import tenant_ensure
 from eventbus.backends import OutgoingMessage, get_bus, reset_bus
 from eventbus.conf import bus_settings
-from eventbus.consumer import Disposition
+from eventbus.consumer import Disposition, Incoming, deliver_group
 from eventbus.envelope import Envelope
 from eventbus.outbox import outbox_append
 from eventbus.registry import get_module
@@ -453,6 +454,70 @@ class TestQueryCount:
         ]
 
 
+def group_of(envelopes) -> list[Incoming]:
+    return [
+        Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1, envelope=envelope)
+        for envelope in envelopes
+    ]
+
+
+def deliver_group_to_notifications(envelopes):
+    tenant_ensure(tenant_id=TENANT_ID, now=OCCURRED_AT)
+    return deliver_group(module=get_module(ALIAS), messages=group_of(envelopes))
+
+
+class TestGroupOfEmails:
+    def receipts(self, contacts, count):
+        envelopes = []
+        for _ in range(count):
+            payment = PaymentSucceededFactory()
+            contacts[payment.customer_id] = Contact(customer_id=payment.customer_id)
+            envelopes.append(envelope_for(PAYMENT_SUCCEEDED, payment))
+        return envelopes
+
+    def test_statements_do_not_grow_with_group(self, contacts, django_capture_on_commit_callbacks):
+        def statements_for(count: int) -> list[str]:
+            envelopes = self.receipts(contacts, count)
+            with CaptureQueriesContext(connections[ALIAS]) as queries:
+                results = deliver_group_to_notifications(envelopes)
+            assert [result.disposition for result in results] == [Disposition.ACK] * count
+            return statements(queries)
+
+        assert statements_for(2) == statements_for(5)
+        assert notifications().count() == 7
+
+    def test_invoice_number_from_same_group(self, contacts, django_capture_on_commit_callbacks):
+        """A receipt before its invoice's email in the group still gets the invoice number."""
+        invoice = InvoiceFinalizedFactory()
+        contacts[invoice.customer_id] = Contact(customer_id=invoice.customer_id)
+        payment = PaymentSucceededFactory(invoice_id=invoice.invoice_id, customer_id=invoice.customer_id)
+        receipt = envelope_for(PAYMENT_SUCCEEDED, payment)
+
+        results = deliver_group_to_notifications([receipt, envelope_for(INVOICE_FINALIZED, invoice)])
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        assert notifications().get(source_event_id=receipt.event_id).invoice_number == invoice.invoice_number
+
+    def test_unknown_customer_retried_alone(self, contacts, django_capture_on_commit_callbacks):
+        first, unknown, last = self.receipts(contacts, 3)
+        del contacts[unknown.payload["customer_id"]]
+
+        results = deliver_group_to_notifications([first, unknown, last])
+
+        assert [result.disposition for result in results] == [Disposition.ACK, Disposition.RETRY, Disposition.ACK]
+        assert {str(row.source_event_id) for row in notifications()} == {str(first.event_id), str(last.event_id)}
+
+    def test_emails_sent_after_commit(self, contacts, django_capture_on_commit_callbacks, mailoutbox):
+        envelopes = self.receipts(contacts, 3)
+
+        with django_capture_on_commit_callbacks(using=ALIAS, execute=True) as callbacks:
+            deliver_group_to_notifications(envelopes)
+
+        assert len(callbacks) == 1
+        assert len(mailoutbox) == 3
+        assert {row.status for row in notifications()} == {NotificationStatus.SENT}
+
+
 @pytest.mark.django_db(databases="__all__", transaction=True)
 class TestRelayThroughInProcessBus:
     @pytest.fixture(autouse=True)
@@ -497,6 +562,6 @@ class TestRelayThroughInProcessBus:
 
 class TestContactForCustomer:
     def test_unknown_customer_is_none(self):
-        from notifications.handlers import contact_for_customer
+        from notifications.handlers import contacts_for_customers
 
-        assert contact_for_customer("3c9d8a0e-7b1f-4f5e-9a2d-6b4c1e0f7a55") is None
+        assert contacts_for_customers({"3c9d8a0e-7b1f-4f5e-9a2d-6b4c1e0f7a55"}) == {}

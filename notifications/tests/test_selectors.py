@@ -4,7 +4,7 @@ from notifications.errors import NotificationNotFound
 from notifications.models import NotificationStatus
 from notifications.selectors import (
     emails_sent_count,
-    invoice_number_for,
+    invoice_numbers_for,
     notification_counts_by_status,
     notification_get,
     notification_list,
@@ -74,18 +74,22 @@ class TestNotificationList:
         assert [row.id for row in found] == [notification.id]
 
 
-class TestInvoiceNumberFor:
+class TestInvoiceNumbersFor:
     def test_from_invoice_email(self):
         NotificationFactory(template="invoice_finalized", invoice_id="inv-1", invoice_number="INV-7")
+        NotificationFactory(template="invoice_finalized", invoice_id="inv-2", invoice_number="INV-8")
 
-        assert invoice_number_for(tenant_id="tenant-a", invoice_id="inv-1") == "INV-7"
+        found = invoice_numbers_for(invoice_ids=["inv-1", "inv-2", "inv-3"])
 
-    def test_other_tenant_not_found(self):
+        assert found == {("tenant-a", "inv-1"): "INV-7", ("tenant-a", "inv-2"): "INV-8"}
+
+    def test_keyed_by_tenant(self):
         NotificationFactory(template="invoice_finalized", invoice_id="inv-1", invoice_number="INV-7")
 
-        assert invoice_number_for(tenant_id="tenant-b", invoice_id="inv-1") is None
+        assert ("tenant-b", "inv-1") not in invoice_numbers_for(invoice_ids=["inv-1"])
 
     def test_unknown_invoice(self):
         NotificationFactory(template="payment_receipt", invoice_id="inv-1", invoice_number="")
 
-        assert invoice_number_for(tenant_id="tenant-a", invoice_id="inv-1") is None
+        assert invoice_numbers_for(invoice_ids=["inv-1"]) == {}
+
