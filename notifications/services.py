@@ -44,7 +44,7 @@ from django.core.validators import validate_email
 from django.db import connections, transaction
 from django.db.models import Q
 
-from billing.bulk import group_by
+from billing.bulk import group_by, insert_new
 from eventbus.outbox import outbox_append, outbox_rows_collected
 from eventbus.registry import get_module
 from notifications.emails import build_message, render_email
@@ -78,9 +78,6 @@ _clock = time.monotonic
 # attempt that fails cleanly marks it failed at once), so it is marked failed
 # instead of being sent on every pass forever.
 MAX_SEND_ATTEMPTS = 5
-
-# Rows per INSERT of new notifications; SQLite allows 32,766 parameters per statement.
-INSERT_BATCH_SIZE = 500
 
 # Errors are stored for people to read, so a backend's multi-kilobyte
 # message is cut to this many characters.
@@ -160,7 +157,9 @@ def notification_create_many(requests: Sequence[NotificationRequest]) -> list[tu
     # protect nothing, because every error here propagates, and Django then
     # rolls back to the enclosing savepoint or rolls back the transaction.
     with transaction.atomic(using=ALIAS, savepoint=False):
-        inserted = _insert_unless_recorded(notifications)
+        # A concurrent insert of the same event and template makes this wait
+        # for that transaction, and then skips the row if it committed.
+        inserted = insert_new(notifications, using=ALIAS, unique_fields=("source_event_id", "template"))
         existing = _recorded_before([notification for notification in notifications if notification.id not in inserted])
         for notification in notifications:
             if notification.id not in inserted:
@@ -450,46 +449,6 @@ def _due_for_sending(now: datetime, older_than_seconds: int) -> list[str]:
         .order_by("created_at", "id")
         .values_list("id", flat=True)
     ]
-
-
-def _insert_unless_recorded(notifications: list[Notification]) -> set[uuid.UUID]:
-    """Insert each of ``notifications`` unless its event and template have a row already; return the ids inserted.
-
-    INSERT ... ON CONFLICT DO NOTHING RETURNING takes the place of a SELECT
-    for the existing rows followed by an INSERT, and the ORM has no form of
-    it that reports which rows were inserted. A concurrent insert of the
-    same event and template makes this wait for that transaction, and then
-    it inserts nothing for it if that transaction committed. PostgreSQL and
-    SQLite 3.35 or later run this statement.
-    """
-    connection = connections[ALIAS]
-    quote_name = connection.ops.quote_name
-    fields = Notification._meta.concrete_fields
-    columns = ", ".join(quote_name(field.column) for field in fields)
-    row = "(" + ", ".join(["%s"] * len(fields)) + ")"
-    table = quote_name(Notification._meta.db_table)
-    primary_key = Notification._meta.pk
-    inserted = set()
-    for start in range(0, len(notifications), INSERT_BATCH_SIZE):
-        batch = notifications[start:start + INSERT_BATCH_SIZE]
-        values = [
-            field.get_db_prep_save(field.pre_save(notification, add=True), connection)
-            for notification in batch
-            for field in fields
-        ]
-        with connection.cursor() as cursor:
-            cursor.execute(
-                f"INSERT INTO {table} ({columns}) VALUES {', '.join([row] * len(batch))} "
-                f"ON CONFLICT ({quote_name('source_event_id')}, {quote_name('template')}) DO NOTHING "
-                f"RETURNING {quote_name(primary_key.column)}",
-                values,
-            )
-            inserted.update(primary_key.to_python(value) for (value,) in cursor.fetchall())
-    for notification in notifications:
-        if notification.id in inserted:
-            notification._state.adding = False
-            notification._state.db = ALIAS
-    return inserted
 
 
 def _recipient_error(customer_id: str, recipient: str) -> str:

@@ -2,7 +2,8 @@ import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
 
-from eventbus.consumer import Disposition
+from eventbus.consumer import Disposition, Incoming, deliver_group
+from eventbus.registry import get_module
 from payments.models import DeadLetter, Payment, ProcessedEvent
 from payments.tests.factories import (
     REQUESTED_AT,
@@ -144,6 +145,45 @@ class TestCollectPayment:
         assert Payment.objects.using("payments").get().status == "pending"
         assert attempt_count() == 0
 
+
+class TestGroupOfRequests:
+    def deliver_group(self, envelopes):
+        messages = [
+            Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1, envelope=envelope)
+            for envelope in envelopes
+        ]
+        return deliver_group(module=get_module("payments"), messages=messages)
+
+    def test_one_insert_and_every_payment_charged(self, payments_settings):
+        envelopes = [collection_envelope(request_with_token()) for _ in range(3)]
+
+        with CaptureQueriesContext(connections["payments"]) as queries:
+            results = self.deliver_group(envelopes)
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 3
+        inserts = [query for query in queries.captured_queries if query["sql"].startswith('INSERT INTO "payments_payment"')]
+        assert len(inserts) == 1
+        assert sorted(Payment.objects.using("payments").values_list("status", flat=True)) == ["succeeded"] * 3
+        assert simulated_charge_count() == 3
+
+    def test_repeated_request_in_group_charged_once(self, payments_settings):
+        request = request_with_token()
+        repeat = collection_envelope(request)
+
+        results = self.deliver_group([collection_envelope(request), repeat])
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        assert Payment.objects.using("payments").count() == 1
+        assert simulated_charge_count() == 1
+
+    def test_invalid_request_retried_alone(self, payments_settings):
+        good = collection_envelope(request_with_token())
+        bad = collection_envelope(CollectionRequestFactory(currency="usd"))
+
+        results = self.deliver_group([good, bad])
+
+        assert [result.disposition for result in results] == [Disposition.ACK, Disposition.RETRY]
+        assert Payment.objects.using("payments").get().request_event_id == good.event_id
 
 
 class TestQueryCount:
