@@ -6,6 +6,7 @@ against it, so a payload that does not match never reaches a handler.
 """
 
 import dataclasses
+import functools
 import types
 import typing
 from dataclasses import dataclass
@@ -41,40 +42,48 @@ class EventType:
                     f"{self.name} expects a {self.payload.__name__} payload, "
                     f"got {type(payload).__name__}"
                 )
-            document = dataclasses.asdict(payload)
+            # A shallow copy: payload values are JSON values (lists and dicts
+            # hold no dataclasses), so dataclasses.asdict's deep copy adds nothing.
+            document = {name: getattr(payload, name) for name in self._fields}
         else:
             document = payload
-        self.load(document)
+        self._validate(document)
         return document
 
     def load(self, document: Any) -> Any:
         """Validate ``document`` and return it as an instance of the payload dataclass."""
+        self._validate(document)
+        return self.payload(**document)
+
+    def _validate(self, document: Any) -> None:
+        """Raise ``InvalidPayload`` naming the first field of ``document`` that does not match the payload."""
         if not isinstance(document, dict):
             raise InvalidPayload(f"{self.name} payload must be an object, got {type(document).__name__}")
-
-        hints = typing.get_type_hints(self.payload)
-        fields = {field.name: field for field in dataclasses.fields(self.payload)}
-        unknown = sorted(set(document) - set(fields))
-        if unknown:
-            raise InvalidPayload(f"{self.name} payload has unknown field(s): {', '.join(unknown)}")
-
-        values = {}
-        for name, field in fields.items():
+        fields = self._fields
+        if len(document) != len(fields) or not document.keys() <= fields.keys():
+            unknown = sorted(set(document) - set(fields))
+            if unknown:
+                raise InvalidPayload(f"{self.name} payload has unknown field(s): {', '.join(unknown)}")
+        for name, (hint, required) in fields.items():
             if name not in document:
-                has_default = (
-                    field.default is not dataclasses.MISSING
-                    or field.default_factory is not dataclasses.MISSING
-                )
-                if has_default:
-                    continue
-                raise InvalidPayload(f"{self.name} payload is missing field {name!r}")
+                if required:
+                    raise InvalidPayload(f"{self.name} payload is missing field {name!r}")
+                continue
             value = document[name]
-            if not _matches(value, hints[name]):
-                raise InvalidPayload(
-                    f"{self.name} payload field {name!r} must be {_describe(hints[name])}, got {value!r}"
-                )
-            values[name] = value
-        return self.payload(**values)
+            if not _matches(value, hint):
+                raise InvalidPayload(f"{self.name} payload field {name!r} must be {_describe(hint)}, got {value!r}")
+
+    @functools.cached_property
+    def _fields(self) -> dict[str, tuple[Any, bool]]:
+        """Each payload field's type hint and whether a document must name it, read once per event type."""
+        hints = typing.get_type_hints(self.payload)
+        return {
+            field.name: (
+                hints[field.name],
+                field.default is dataclasses.MISSING and field.default_factory is dataclasses.MISSING,
+            )
+            for field in dataclasses.fields(self.payload)
+        }
 
 
 def _matches(value: Any, hint: Any) -> bool:

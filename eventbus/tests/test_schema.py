@@ -140,6 +140,21 @@ class TestEventTypeDump:
 
         assert str(raised.value) == "payments.payment.charged expects a Charged payload, got Other"
 
+    def test_dataclass_inside_list_rejected(self):
+        with pytest.raises(InvalidPayload) as raised:
+            CHARGED.dump(Charged("inv-1", 1250, True, 1.0, lines=[Other("inv-1")]))
+
+        assert "field 'lines' must be a list of dict" in str(raised.value)
+
+    def test_missing_and_unknown_fields_named(self):
+        with pytest.raises(InvalidPayload) as missing:
+            CHARGED.dump({key: value for key, value in VALID.items() if key != "rate"})
+        with pytest.raises(InvalidPayload) as unknown:
+            CHARGED.dump({**VALID, "colour": "red"})
+
+        assert str(missing.value) == "payments.payment.charged payload is missing field 'rate'"
+        assert str(unknown.value) == "payments.payment.charged payload has unknown field(s): colour"
+
 
 class TestEventTypeDeclaration:
     def test_name_must_be_dotted_lower_case(self):
