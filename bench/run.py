@@ -45,7 +45,8 @@ def main() -> int:
     parser.add_argument("--events", type=int, default=20000,
                         help="Events for the relay, consumer, raw-limit and comparison runs (default: 20000).")
     parser.add_argument("--latency-rate", type=float, default=None,
-                        help="Steady offered rate in events/s (default: half the measured consumer throughput).")
+                        help="Steady offered rate in events/s (default: half the throughput latency.py "
+                        "measures in its saturation phase).")
     parser.add_argument("--latency-seconds", type=float, default=20, help="Length of the steady phase in seconds (default: 20).")
     parser.add_argument("--backlog", type=int, default=5000, help="Events in the latency backlog burst (default: 5000).")
     parser.add_argument("--only", action="append", choices=STEPS, metavar="STEP",
@@ -110,12 +111,8 @@ def main() -> int:
     body_bytes = results.get("throughput", {}).get("figures", {}).get("body_bytes", 340)
     step("limits", "raw_limits.py", "--events", str(options.events), "--body-bytes", str(body_bytes))
     step("comparison", "outbox_comparison.py", "--events", str(options.events))
-    rate = options.latency_rate
-    if rate is None:
-        consumer = results.get("throughput", {}).get("figures", {}).get("consumer")
-        rate = round(consumer / 2) if consumer else 200
-    step("latency", "latency.py", "--rate", str(rate), "--seconds", str(options.latency_seconds),
-         "--backlog", str(options.backlog))
+    rate = [] if options.latency_rate is None else ["--rate", str(options.latency_rate)]
+    step("latency", "latency.py", *rate, "--seconds", str(options.latency_seconds), "--backlog", str(options.backlog))
     step("bill-run", "bill_run.py", "--subscriptions", str(options.subscriptions), "--consumers", str(options.consumers))
     step("embedded", "bill_run.py", "--embedded", "--subscriptions",
          str(options.embedded_subscriptions or options.subscriptions))
@@ -173,9 +170,13 @@ def summarize(results: dict) -> benchlib.Table:
     if latency:
         steady = latency["steady"]
         producers = latency.get("producers", 1)
-        table.add(f"latency p50 at {latency['steady_rate_offered']:.0f} events/s, {producers} producer(s)",
-                  f"{steady['p50_ms']:.0f} ms",
-                  "no raw limit", "")
+        label = f"latency p50 at {latency['steady_rate_offered']:.0f} events/s, {producers} producer(s)"
+        saturation = latency.get("saturation_throughput")
+        if saturation:
+            table.add(f"event path, commit to handler commit, {latency['saturation_producers']} producers flat out",
+                      f"{saturation:,.0f} events/s", "no raw limit", "")
+            label += f" (half the path's {saturation:,.0f})"
+        table.add(label, f"{steady['p50_ms']:.0f} ms", "no raw limit", "")
     return table
 
 
