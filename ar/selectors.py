@@ -81,20 +81,20 @@ def customer_contact(*, customer_id: str) -> CustomerContact | None:
 
 
 def customer_contacts(*, customer_ids: Iterable[str]) -> dict[str, CustomerContact]:
-    """Return the contact of each known customer of ``customer_ids``, keyed by the id as given.
+    """Return the contact of each known customer of ``customer_ids``, keyed by the id as the caller spelled it.
 
     One query reads them all; ids that are not UUIDs or name no customer are left out.
     """
-    given_by_id = {}
+    spellings_by_id = {}
     for customer_id in customer_ids:
         if _is_uuid(customer_id):
-            given_by_id.setdefault(uuid.UUID(str(customer_id)), set()).add(customer_id)
-    if not given_by_id:
+            spellings_by_id.setdefault(uuid.UUID(str(customer_id)), set()).add(customer_id)
+    if not spellings_by_id:
         return {}
     # Plain values skip building models, because notifications reads a contact for each email.
     rows = (
         Customer.objects.using(ALIAS)
-        .filter(id__in=list(given_by_id))
+        .filter(id__in=list(spellings_by_id))
         .values("id", "tenant_id", "external_id", "name", "email", "currency", "collection_method")
     )
     contacts = {}
@@ -108,8 +108,8 @@ def customer_contacts(*, customer_ids: Iterable[str]) -> dict[str, CustomerConta
             currency=row["currency"],
             collection_method=row["collection_method"],
         )
-        for given in given_by_id[row["id"]]:
-            contacts[given] = contact
+        for spelling in spellings_by_id[row["id"]]:
+            contacts[spelling] = contact
     return contacts
 
 

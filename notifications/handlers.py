@@ -1,8 +1,8 @@
 """Events the notifications module consumes and how it applies them.
 
-Each handler asks for its email, which is recorded at the end of the
+Each handler requests its email. The email is recorded at the end of the
 handler's transaction, together with the other emails of a group of
-messages, and sent after that transaction commits;
+messages, and sent after that transaction commits.
 ``notifications.services`` explains why this sends each email once.
 """
 
@@ -37,7 +37,7 @@ ALIAS = "notifications"
 
 
 def contacts_for_customers(customer_ids: set[str]) -> "dict[str, CustomerContact]":
-    """Return the ``ar.selectors.CustomerContact`` of each customer AR knows, by id.
+    """Return the ``ar.selectors.CustomerContact`` of each of these customers that AR stores, by id.
 
     Payments and subscriptions events carry only the customer id, so the
     address comes from AR at the time the event is applied. Tests replace
@@ -50,7 +50,7 @@ def contacts_for_customers(customer_ids: set[str]) -> "dict[str, CustomerContact
 
 @dataclass(frozen=True)
 class _Email:
-    """An email a handler asks for; it is recorded at the end of the delivery with the others of its group.
+    """An email a handler requests, recorded at the end of the delivery with the others of its group.
 
     ``context`` builds the template context from the customer's contact and
     the invoice number (None when not known here). An email whose event
@@ -131,8 +131,15 @@ def _record_and_send_after_commit(emails: list[_Email]) -> None:
         for email in emails
         if email.invoice_id and email.invoice_number
     }
-    wanted = {email.invoice_id for email in emails if email.invoice_id and email.recipient is None}
-    numbers = {**invoice_numbers_for(invoice_ids=wanted), **known_numbers} if wanted else known_numbers
+    invoice_ids_to_read = {
+        email.invoice_id
+        for email in emails
+        if email.invoice_id and email.recipient is None
+        and (email.envelope.tenant_id, email.invoice_id) not in known_numbers
+    }
+    numbers = known_numbers
+    if invoice_ids_to_read:
+        numbers = {**invoice_numbers_for(invoice_ids=invoice_ids_to_read), **known_numbers}
     customer_ids = {email.customer_id for email in emails if email.recipient is None}
     contacts = contacts_for_customers(customer_ids) if customer_ids else {}
 

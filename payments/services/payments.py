@@ -173,7 +173,7 @@ def payment_create_many(requests: Sequence[CollectionRequest]) -> list[tuple[Pay
 
 
 def _existing(payments: list[Payment]) -> list[Payment]:
-    """Return the stored payments holding the invoice or the key of one of ``payments``, oldest first."""
+    """Return the stored payments with the invoice or the key of one of ``payments``, oldest first."""
     if not payments:
         return []
     return list(
@@ -187,7 +187,7 @@ def _existing(payments: list[Payment]) -> list[Payment]:
 
 
 def _first_of(existing: list[Payment], request: CollectionRequest) -> Payment | None:
-    """Return the oldest of ``existing`` that holds the request's invoice or key."""
+    """Return the oldest of ``existing`` with the request's invoice or key."""
     return next(
         (
             payment for payment in existing
