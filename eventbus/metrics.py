@@ -40,7 +40,8 @@ EVENTS_DEAD_LETTERED = Counter(
 HANDLER_DURATION_BUCKETS = (0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 HANDLER_DURATION = Histogram(
     "eventbus_handler_duration_seconds",
-    "Time to apply one event: inbox insert, handler and commit, failures included.",
+    "Time to apply one event: inbox insert, handler and commit, failures included. An event applied "
+    "in a group adds an equal share of the group's inbox statements, deferred work and commit.",
     ["module", "event_type"],
     buckets=HANDLER_DURATION_BUCKETS,
 )

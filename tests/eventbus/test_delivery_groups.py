@@ -1,5 +1,7 @@
 """deliver_group: several messages in one transaction, with the outcomes deliver gives each."""
 
+import time
+
 import pytest
 from django.db import connections
 from django.test.utils import CaptureQueriesContext
@@ -75,6 +77,28 @@ class TestGroupApplied:
         assert len(one_by_one) == 5 * (3 + 3)
         assert len(grouped) == 5 * 3 + 4
         assert [query["sql"] for query in grouped.captured_queries].count("COMMIT") == 1
+
+    def test_duration_includes_group_share(self, probe, monkeypatch):
+        """The histogram covers the group's shared work, such as its inbox insert, not only the handlers."""
+        from prometheus_client import REGISTRY
+
+        import eventbus.consumer as consumer
+
+        envelopes = probe_events(4)
+        labels = {"module": "probe", "event_type": envelopes[0].event_type}
+        before = REGISTRY.get_sample_value("eventbus_handler_duration_seconds_sum", labels) or 0.0
+        inbox_row = consumer._inbox_row
+
+        def slow_inbox_row(*args):
+            time.sleep(0.05)
+            return inbox_row(*args)
+
+        monkeypatch.setattr(consumer, "_inbox_row", slow_inbox_row)
+
+        deliver_group(module=probe, messages=[incoming(envelope) for envelope in envelopes])
+
+        after = REGISTRY.get_sample_value("eventbus_handler_duration_seconds_sum", labels)
+        assert after - before >= 4 * 0.05
 
     def test_aggregate_order_kept(self, probe):
         first = publish_probe("older", aggregate_id="agg-1", version=1)
