@@ -1,8 +1,16 @@
 """Events the ar module consumes and how it applies them.
 
-Each handler translates the payload and makes one service call, with the
-envelope's ``occurred_at`` as the service's ``now``. An error propagates, so
-the bus rolls back, retries with backoff and finally dead-letters the event.
+Each handler checks the payload as a service request, with the envelope's
+``occurred_at`` as the service's ``now``, and defers the request to the end
+of the delivery, where the requests of a group of messages are applied
+together, in message order. An error propagates, so the bus rolls back,
+retries with backoff and finally dead-letters the event.
+
+NOTE: two groups that each mix invoice requests and payment events can
+deadlock, since each run of deferred work takes its locks in its own order.
+The NATS runner and the in-process bus fetch each stream on its own, so an
+ar group contains either invoice requests or payment events. A deadlock rolls
+one group back, and its messages are applied one at a time.
 """
 
 from datetime import date
@@ -11,10 +19,10 @@ from ar.errors import InvalidInvoiceRequest
 from ar.services import (
     InvoiceLineInput,
     gateway_payment_check,
-    invoice_apply_payment_failure,
     invoice_apply_payments,
     invoice_create_for_billing_periods,
     invoice_request_check,
+    payment_failure_check,
 )
 from eventbus.context import defer_to_delivery_end
 from eventbus.envelope import Envelope
@@ -77,13 +85,20 @@ def on_payment_succeeded(envelope: Envelope, payload: PaymentSucceeded) -> None:
 
 @registry.on(PAYMENT_FAILED)
 def on_payment_failed(envelope: Envelope, payload: PaymentFailed) -> None:
-    """Write off the invoice after the final failed attempt; earlier failures change nothing."""
-    invoice_apply_payment_failure(
+    """Write off the invoice after the final failed attempt; earlier failures change nothing.
+
+    The failure is applied at the end of the delivery, in order with the
+    payments of its group, so a stale failure after a payment of the same
+    invoice is ignored as it would be alone.
+    """
+    failure = payment_failure_check(
         invoice_id=payload.invoice_id,
         payment_id=payload.payment_id,
         final=payload.final,
         now=envelope.occurred_at,
+        cause=envelope,
     )
+    defer_to_delivery_end(invoice_apply_payments, failure)
 
 
 def _parse_date(value: str, field: str) -> date:

@@ -12,7 +12,7 @@ from eventbus.envelope import Envelope
 
 _current_event: ContextVar[Envelope | None] = ContextVar("eventbus_current_event", default=None)
 # The work deferred in the current delivery: each callback with its items, in order of first use.
-_deferred: ContextVar[dict[Callable, list] | None] = ContextVar("eventbus_deferred", default=None)
+_deferred: ContextVar[list[tuple[Callable, Any]] | None] = ContextVar("eventbus_deferred", default=None)
 
 
 def current_event() -> Envelope | None:
@@ -29,30 +29,39 @@ def handling(envelope: Envelope):
 
 
 def defer_to_delivery_end(callback: Callable[[list], None], item: Any) -> None:
-    """Call ``callback`` with ``item`` and every other item deferred to it, once the delivery's handlers ran.
+    """Call ``callback`` with ``item`` and the items deferred to it next to it, once the delivery's handlers ran.
 
     The call happens inside the delivery's transaction, after the handler
     of every message of the delivery (one message or a group) returned, so
     work that needs a contended lock can take it for the whole group at the
-    end. Outside a delivery, ``callback([item])`` runs at once. An error
-    from the callback rolls the delivery back like a handler error.
+    end. Deferred items run in the order they were deferred, and
+    consecutive items of one callback go to one call, so a group's work
+    keeps its messages' order. Outside a delivery, ``callback([item])``
+    runs at once. An error from the callback rolls the delivery back like
+    a handler error.
     """
     deferred = _deferred.get()
     if deferred is None:
         callback([item])
         return
-    deferred.setdefault(callback, []).append(item)
+    deferred.append((callback, item))
 
 
 @contextmanager
 def deferred_work() -> Iterator[None]:
     """Collect the work handlers defer in the block and run it when the block ends without an error."""
-    deferred: dict[Callable, list] = {}
+    deferred: list[tuple[Callable, Any]] = []
     token = _deferred.set(deferred)
     try:
         yield
         while deferred:
-            callback = next(iter(deferred))
-            callback(deferred.pop(callback))
+            callback = deferred[0][0]
+            count = 1
+            while count < len(deferred) and deferred[count][0] == callback:
+                count += 1
+            items = [item for _, item in deferred[:count]]
+            del deferred[:count]
+            # Work the callback defers in turn is appended, and runs after the work deferred before it.
+            callback(items)
     finally:
         _deferred.reset(token)

@@ -163,7 +163,7 @@ def notification_create_many(requests: Sequence[NotificationRequest]) -> list[tu
         existing = _recorded_before([notification for notification in notifications if notification.id not in inserted])
         for notification in notifications:
             if notification.id not in inserted:
-                recorded = existing[(str(notification.source_event_id), notification.template)]
+                recorded = existing[(uuid.UUID(str(notification.source_event_id)), notification.template)]
                 logger.info(
                     "Notification already recorded for this event, skipped",
                     extra={"notification_id": str(recorded.id), "event_id": str(notification.source_event_id)},
@@ -199,15 +199,15 @@ def _rendered(request: NotificationRequest) -> Notification:
     )
 
 
-def _recorded_before(notifications: list[Notification]) -> dict[tuple[str, str], Notification]:
-    """Return the rows already recorded for the events and templates of ``notifications``."""
+def _recorded_before(notifications: list[Notification]) -> dict[tuple[uuid.UUID, str], Notification]:
+    """Return the rows already recorded for the events and templates of ``notifications``, by event id and template."""
     if not notifications:
         return {}
     rows = Notification.objects.using(ALIAS).filter(
         source_event_id__in={notification.source_event_id for notification in notifications},
         template__in={notification.template for notification in notifications},
     )
-    return {(str(row.source_event_id), row.template): row for row in rows}
+    return {(row.source_event_id, row.template): row for row in rows}
 
 
 def notification_send(

@@ -379,40 +379,6 @@ def invoice_mark_uncollectible(*, invoice_id: str, now: datetime) -> Invoice:
     return invoice
 
 
-def invoice_apply_payment_failure(
-    *, invoice_id: str, payment_id: str, final: bool, now: datetime
-) -> tuple[Invoice, bool]:
-    """Apply a failed collection attempt to its invoice; return the invoice and whether it changed.
-
-    Only a final failure of an open invoice changes it: the invoice becomes
-    uncollectible. A failure the gateway retries changes nothing, and a final
-    failure that arrives after the invoice was paid, voided or already written
-    off is stale and ignored. Raise ``InvoiceNotFound``.
-    """
-    require_aware(now)
-    with transaction.atomic(using=ALIAS):
-        invoice, customer = lock_invoice(invoice_id=invoice_id)
-        log_extra = {
-            "tenant_id": invoice.tenant_id,
-            "invoice_id": str(invoice.id),
-            "payment_id": payment_id,
-        }
-        if not final:
-            logger.info(
-                "Payment %s for invoice %s failed and will be retried; invoice unchanged",
-                payment_id, invoice.number, extra=log_extra,
-            )
-            return invoice, False
-        if invoice.status != InvoiceStatus.OPEN:
-            logger.info(
-                "Ignored final failure of payment %s: invoice %s is already %s",
-                payment_id, invoice.number, invoice.status, extra=log_extra,
-            )
-            return invoice, False
-        _mark_uncollectible(invoice=invoice, customer=customer, now=now)
-    return invoice, True
-
-
 def _build_lines(lines: Sequence[InvoiceLineInput]) -> list[InvoiceLine]:
     """Validate ``lines`` and return unsaved ``InvoiceLine`` rows with their amounts."""
     if isinstance(lines, str | bytes) or not isinstance(lines, Sequence) or not lines:

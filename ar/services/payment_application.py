@@ -70,6 +70,18 @@ class PaymentToApply:
     cause: Envelope | None = None
 
 
+@dataclass(frozen=True)
+class PaymentFailureToApply:
+    """A failed collection attempt of one invoice; only a final one can change the invoice."""
+
+    invoice_id: str
+    payment_id: str
+    final: bool
+    now: datetime
+    # The event that reported the failure; ``ar.invoice.marked_uncollectible`` names it as its cause.
+    cause: Envelope | None = None
+
+
 def gateway_payment_check(
     *,
     tenant_id: str,
@@ -127,7 +139,7 @@ def invoice_apply_gateway_payment(
         currency=currency,
         now=now,
     )
-    (invoice,) = invoice_apply_payments([payment])
+    ((invoice, _),) = invoice_apply_payments([payment])
     return invoice
 
 
@@ -155,39 +167,77 @@ def invoice_record_offline_payment(
         amount_minor=_checked_amount(amount_minor),
         now=now,
     )
-    (invoice,) = invoice_apply_payments([payment])
+    ((invoice, _),) = invoice_apply_payments([payment])
     return invoice
 
 
-def invoice_apply_payments(payments: Sequence[PaymentToApply]) -> list[Invoice]:
-    """Apply each payment, in order and in one transaction, as the two functions above do; return each one's invoice.
+def invoice_apply_payment_failure(
+    *, invoice_id: str, payment_id: str, final: bool, now: datetime
+) -> tuple[Invoice, bool]:
+    """Apply a failed collection attempt to its invoice; return the invoice and whether it changed.
 
-    Every customer, then every invoice, is locked in id order, as
-    ``lock_invoice`` locks one pair. Several payments of one invoice
-    accumulate, and a payment named twice is applied once. The first
-    payment that cannot be applied raises its error, writing nothing.
+    Only a final failure of an open invoice changes it: the invoice becomes
+    uncollectible. A failure the gateway retries changes nothing, and a final
+    failure that arrives after the invoice was paid, voided or already written
+    off is stale and ignored. Raise ``InvoiceNotFound``.
     """
+    failure = payment_failure_check(invoice_id=invoice_id, payment_id=payment_id, final=final, now=now)
+    ((invoice, changed),) = invoice_apply_payments([failure])
+    return invoice, changed
+
+
+def payment_failure_check(
+    *, invoice_id: str, payment_id: str, final: bool, now: datetime, cause: Envelope | None = None
+) -> PaymentFailureToApply:
+    """Check a failed collection attempt without reading the database; raise ``InvoiceNotFound`` for a bad id."""
+    require_aware(now)
+    return PaymentFailureToApply(
+        invoice_id=canonical_uuid(invoice_id, "invoice id", InvoiceNotFound),
+        payment_id=payment_id,
+        final=final,
+        now=now,
+        cause=cause,
+    )
+
+
+def invoice_apply_payments(
+    items: Sequence[PaymentToApply | PaymentFailureToApply],
+) -> list[tuple[Invoice, bool]]:
+    """Apply each payment and failed attempt, in order and in one transaction, as the functions above do.
+
+    Return each item's invoice and whether the item changed anything. Every
+    customer, then every invoice, is locked in id order, as
+    ``lock_invoice`` locks one pair. Several payments of one invoice
+    accumulate, a payment named twice is applied once, and a failure
+    after a payment of the same invoice finds the invoice as that payment
+    left it. The first item that cannot be applied raises its error, writing
+    nothing.
+    """
+    payments = [item for item in items if isinstance(item, PaymentToApply)]
     with transaction.atomic(using=ALIAS):
-        invoices = _lock_invoices([payment.invoice_id for payment in payments])
-        applied = _applications(invoices.values(), payments)
+        invoices = _lock_invoices([item.invoice_id for item in items])
+        applied = _applications(invoices.values(), payments) if payments else {}
         versions_before = {invoice_id: invoice.version for invoice_id, invoice in invoices.items()}
         applications: list[PaymentApplication] = []
         credit_entries: list[CustomerCreditEntry] = []
         results = []
-        for payment in payments:
-            invoice = invoices.get(payment.invoice_id)
+        for item in items:
+            invoice = invoices.get(item.invoice_id)
             if invoice is None:
-                raise InvoiceNotFound(
-                    f"invoice {payment.invoice_id!r} not found; pass the id of an existing invoice"
-                )
-            results.append(invoice)
+                raise InvoiceNotFound(f"invoice {item.invoice_id!r} not found; pass the id of an existing invoice")
+            if isinstance(item, PaymentFailureToApply):
+                results.append((invoice, _apply_failure(invoice, item)))
+                continue
+            payment = item
             _check_payable(invoice, payment)
             key = (invoice.tenant_id, payment.source, payment.reference)
             if key in applied:
                 _check_same_payment(applied[key], invoice, payment)
+                results.append((invoice, False))
                 continue
             _check_applicable(invoice, payment)
             application, credit_entry = _apply(invoice=invoice, payment=payment)
+            results.append((invoice, True))
             applied[key] = application
             applications.append(application)
             if credit_entry is not None:
@@ -200,8 +250,10 @@ def invoice_apply_payments(payments: Sequence[PaymentToApply]) -> list[Invoice]:
     return results
 
 
-# The invoice columns applying a payment may change.
-INVOICE_PAYMENT_FIELDS = ("amount_paid_minor", "amount_due_minor", "status", "paid_at", "version", "updated_at")
+# The invoice columns applying a payment or a final failure may change.
+INVOICE_PAYMENT_FIELDS = (
+    "amount_paid_minor", "amount_due_minor", "status", "paid_at", "marked_uncollectible_at", "version", "updated_at",
+)
 
 
 def _checked_amount(amount_minor: int) -> int:
@@ -365,3 +417,38 @@ def _apply(*, invoice: Invoice, payment: PaymentToApply) -> tuple[PaymentApplica
         extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
     )
     return application, credit_entry
+
+
+def _apply_failure(invoice: Invoice, failure: PaymentFailureToApply) -> bool:
+    """Write the invoice off in memory when ``failure`` is final and the invoice open; return whether it did.
+
+    Append ``ar.invoice.marked_uncollectible`` for a write-off.
+    """
+    log_extra = {"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id), "payment_id": failure.payment_id}
+    if not failure.final:
+        logger.info(
+            "Payment %s for invoice %s failed and will be retried; invoice unchanged",
+            failure.payment_id, invoice.number, extra=log_extra,
+        )
+        return False
+    if invoice.status != InvoiceStatus.OPEN:
+        logger.info(
+            "Ignored final failure of payment %s: invoice %s is already %s",
+            failure.payment_id, invoice.number, invoice.status, extra=log_extra,
+        )
+        return False
+
+    invoice.status = InvoiceStatus.UNCOLLECTIBLE
+    invoice.marked_uncollectible_at = failure.now
+    invoice.version += 1
+    invoice.updated_at = failure.now
+    written_off = publishing.marked_uncollectible_event(invoice=invoice, customer=invoice.customer)
+    with handling(failure.cause) if failure.cause is not None else contextlib.nullcontext():
+        publishing.publish(invoice_events=[written_off], now=failure.now)
+    logger.info(
+        "Marked invoice %s uncollectible with %s due",
+        invoice.number,
+        format_major(invoice.amount_due_minor, invoice.currency),
+        extra={"tenant_id": invoice.tenant_id, "invoice_id": str(invoice.id)},
+    )
+    return True

@@ -557,3 +557,71 @@ class TestGroupOfPayments:
         statuses = [Invoice.objects.using("ar").get(id=invoice.id).status for invoice in invoices]
         assert statuses == [InvoiceStatus.PAID, InvoiceStatus.OPEN, InvoiceStatus.PAID]
         assert PaymentApplication.objects.using("ar").count() == 2
+
+
+def failure_messages(payloads) -> list[Incoming]:
+    """Return ``payments.payment.failed`` messages for ``payloads``, in order, for deliver_group."""
+    messages = []
+    for payload in payloads:
+        envelope = envelope_for(
+            PAYMENT_FAILED, payload, tenant_id="acme", aggregate_type="payment", aggregate_id=payload.payment_id,
+        )
+        messages.append(Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1, envelope=envelope))
+    return messages
+
+
+def events_of(invoice) -> list[str]:
+    return [event["event_type"] for event in published() if event["aggregate_id"] == str(invoice.id)]
+
+
+class TestGroupKeepsMessageOrder:
+    """A group leaves what its messages leave applied one at a time."""
+
+    def test_stale_failure_after_payment_ignored(self):
+        (invoice,) = open_invoices(1)
+        failure = PaymentFailedFactory(invoice_id=str(invoice.id), customer_id=str(invoice.customer_id))
+        version = invoice.version
+
+        results = deliver_group(
+            module=get_module("ar"), messages=[*payment_messages([full_payment(invoice)]), *failure_messages([failure])],
+        )
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        invoice.refresh_from_db()
+        assert (invoice.status, invoice.version) == (InvoiceStatus.PAID, version + 1)
+        assert invoice.marked_uncollectible_at is None
+        assert events_of(invoice)[-1] == INVOICE_PAID.name
+        assert INVOICE_MARKED_UNCOLLECTIBLE.name not in events_of(invoice)
+
+    def test_failure_then_payment(self):
+        (invoice,) = open_invoices(1)
+        failure = PaymentFailedFactory(invoice_id=str(invoice.id), customer_id=str(invoice.customer_id))
+        version = invoice.version
+
+        results = deliver_group(
+            module=get_module("ar"), messages=[*failure_messages([failure]), *payment_messages([full_payment(invoice)])],
+        )
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        invoice.refresh_from_db()
+        # Written off, then paid: a payment settles an uncollectible invoice too.
+        assert (invoice.status, invoice.version) == (InvoiceStatus.PAID, version + 2)
+        assert events_of(invoice)[-2:] == [INVOICE_MARKED_UNCOLLECTIBLE.name, INVOICE_PAID.name]
+
+    def test_request_before_overpayment_gets_no_credit(self):
+        """The overpayment's credit is for the customer's next invoice, as when the messages come one at a time."""
+        (invoice,) = open_invoices(1)
+        customer_id = str(invoice.customer_id)
+        request = InvoiceRequestedFactory(customer_id=customer_id)
+        overpayment = PaymentSucceededFactory(
+            invoice_id=str(invoice.id), customer_id=customer_id, amount_minor=invoice.amount_due_minor + 500,
+        )
+        messages = [*group_of_requests([request]), *payment_messages([overpayment])]
+
+        results = deliver_group(module=get_module("ar"), messages=messages)
+
+        assert [result.disposition for result in results] == [Disposition.ACK] * 2
+        billed = Invoice.objects.using("ar").get(billing_period_id=request.billing_period_id)
+        assert billed.credit_applied_minor == 0
+        credit = CustomerCreditEntry.objects.using("ar").filter(customer_id=customer_id)
+        assert sum(entry.amount_minor for entry in credit) == 500

@@ -13,18 +13,35 @@ def test_outside_a_delivery_runs_at_once():
     assert calls == [["now"]]
 
 
-def test_delivery_items_share_one_call():
+def test_consecutive_items_share_one_call():
     first, second = [], []
 
     with deferred_work():
         defer_to_delivery_end(first.append, 1)
-        defer_to_delivery_end(second.append, 2)
-        defer_to_delivery_end(first.append, 3)
+        defer_to_delivery_end(first.append, 2)
+        defer_to_delivery_end(second.append, 3)
         assert first == []
         assert second == []
 
-    assert first == [[1, 3]]
-    assert second == [[2]]
+    assert first == [[1, 2]]
+    assert second == [[3]]
+
+
+def test_order_of_deferral_kept():
+    """Items of two callbacks that alternate run in the order their messages came."""
+    calls = []
+
+    def pay(items):
+        calls.append(("pay", items))
+
+    def bill(items):
+        calls.append(("bill", items))
+
+    with deferred_work():
+        for callback, item in ((pay, 1), (pay, 2), (bill, 3), (pay, 4)):
+            defer_to_delivery_end(callback, item)
+
+    assert calls == [("pay", [1, 2]), ("bill", [3]), ("pay", [4])]
 
 
 def test_work_deferred_by_deferred_work_runs_too():

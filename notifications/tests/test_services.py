@@ -660,3 +660,16 @@ def test_slow_single_rows_do_not_expire_batch(settings, monkeypatch):
     notification_send_many(notifications=[batch_row, *fallback_rows], now=NOW)
 
     assert SweepOnFirstBatchRowBackend.sends.count(str(batch_row.id)) == 1
+
+
+@pytest.mark.parametrize("spelling", [str.upper, lambda text: text.replace("-", "")])
+def test_repeat_with_other_uuid_spelling(spelling):
+    """The same event named by another spelling of its UUID finds the row recorded first."""
+    event_id = str(uuid.uuid4())
+    first, created = create(source_event_id=event_id)
+
+    again, created_again = create(source_event_id=spelling(event_id))
+
+    assert created is True
+    assert created_again is False
+    assert again.id == first.id

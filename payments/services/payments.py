@@ -151,8 +151,11 @@ def payment_create_many(requests: Sequence[CollectionRequest]) -> list[tuple[Pay
         # Most requests are new, so the insert does not look for existing
         # payments first: the unique indexes on the invoice and the key skip a repeat.
         inserted = insert_new(payments, using=ALIAS)
-        existing = _existing([payment for payment in payments if payment.id not in inserted])
-        for request, payment in zip(requests, payments, strict=True):
+        stored_before = [
+            payment for payment in _existing([payment for payment in payments if payment.id not in inserted])
+            if payment.id not in inserted
+        ]
+        for index, (request, payment) in enumerate(zip(requests, payments, strict=True)):
             if payment.id in inserted:
                 logger.info(
                     "Created payment %s for invoice %s: %s minor units of %s",
@@ -161,7 +164,10 @@ def payment_create_many(requests: Sequence[CollectionRequest]) -> list[tuple[Pay
                 )
                 results.append((payment, True))
                 continue
-            earlier = _first_of(existing, request)
+            # The payments this request could have met one at a time: the
+            # stored ones, then those created earlier in ``requests``.
+            created_before = [earlier for earlier in payments[:index] if earlier.id in inserted]
+            earlier = _first_of([*stored_before, *created_before], request)
             if earlier is None:
                 raise IntegrityError(
                     f"payment for invoice {request.invoice_id} with key {request.idempotency_key!r} "
@@ -186,15 +192,13 @@ def _existing(payments: list[Payment]) -> list[Payment]:
     )
 
 
-def _first_of(existing: list[Payment], request: CollectionRequest) -> Payment | None:
-    """Return the oldest of ``existing`` with the request's invoice or key."""
-    return next(
-        (
-            payment for payment in existing
-            if payment.invoice_id == request.invoice_id or payment.idempotency_key == request.idempotency_key
-        ),
-        None,
-    )
+def _first_of(candidates: list[Payment], request: CollectionRequest) -> Payment | None:
+    """Return the oldest of ``candidates`` with the request's invoice or key, the first listed among equals."""
+    matching = [
+        payment for payment in candidates
+        if payment.invoice_id == request.invoice_id or payment.idempotency_key == request.idempotency_key
+    ]
+    return min(matching, key=lambda payment: payment.created_at, default=None)
 
 
 def _log_repeat(existing: Payment, invoice_id: str, amount_minor: int, currency: str, idempotency_key: str) -> None:

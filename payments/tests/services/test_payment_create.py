@@ -1,4 +1,5 @@
 import uuid
+from datetime import timedelta
 
 import pytest
 from django.db import connections, transaction
@@ -90,3 +91,29 @@ class TestQueryCount:
         assert [created for _, created in results] == [False, True, True, True, False]
         assert results[4][0].id == results[1][0].id
         assert Payment.objects.using("payments").count() == 4
+
+
+def test_repeat_names_payment_met_first():
+    """A skipped request names the payment that holds its key, not one created after it in the same call."""
+    first_invoice, second_invoice = new_id(), new_id()
+    requests = [
+        # Holds "key-a"; its event came two minutes after the others.
+        (first_invoice, "key-a", 2),
+        # Repeats "key-a" for another invoice, so it is skipped.
+        (second_invoice, "key-a", 0),
+        # The second invoice under a new key: created.
+        (second_invoice, "key-b", 0),
+    ]
+    checked = [
+        collection_request_check(
+            tenant_id="tenant-a", invoice_id=invoice_id, invoice_number="INV-2026-0042", customer_id=new_id(),
+            amount_minor=2500, currency="USD", idempotency_key=key, now=REQUESTED_AT + timedelta(minutes=minutes),
+        )
+        for invoice_id, key, minutes in requests
+    ]
+
+    (holder, holder_created), (repeat, repeat_created), (last, last_created) = payment_create_many(checked)
+
+    assert (holder_created, repeat_created, last_created) == (True, False, True)
+    assert repeat.id == holder.id
+    assert last.idempotency_key == "key-b"
