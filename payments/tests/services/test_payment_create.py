@@ -94,7 +94,7 @@ class TestQueryCount:
 
 
 def test_repeat_names_payment_met_first():
-    """A skipped request names the payment that holds its key, not one created after it in the same call."""
+    """A skipped request names the payment that has its key, not one created after it in the same call."""
     first_invoice, second_invoice = new_id(), new_id()
     requests = [
         # Holds "key-a"; its event came two minutes after the others.
