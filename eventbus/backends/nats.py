@@ -178,6 +178,10 @@ async def declare(js: JetStreamContext, config: BusSettings, modules: list[BusMo
                 changes.extend(
                     await _declare_consumer(js, stream_name(producer), consumer_config(module, producer, config))
                 )
+    except (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError) as error:
+        # A 5xx answer, such as "JetStream system temporarily unavailable"
+        # while a cluster elects a leader, passes; a 4xx one is the request's fault.
+        raise BusUnavailable(f"JetStream was unavailable while declaring streams: {error}") from error
     except nats.js.errors.APIError as error:
         raise BusMisconfigured(f"JetStream rejected a stream or consumer declaration: {error}") from error
     except (TimeoutError, nats.errors.Error) as error:
@@ -189,7 +193,9 @@ async def _verify_coverage(js: JetStreamContext, modules: list[BusModule]) -> No
     """Check that the server stores every consumed subject in its producer's stream.
 
     A subject that no stream stores would be accepted by core NATS and lost.
+    Call it after declaring the streams of ``modules``.
     """
+    declared = {stream_name(module.name) for module in modules}
     for module in modules:
         for event_type in module.handlers.event_types():
             subject = subject_for(event_type.name)
@@ -198,6 +204,12 @@ async def _verify_coverage(js: JetStreamContext, modules: list[BusModule]) -> No
                 found = await js.find_stream_name_by_subject(subject)
             except nats.js.errors.NotFoundError:
                 found = None
+            if found is None and expected in declared:
+                # The stream was declared a moment ago, so a cluster that finds
+                # no stream for the subject is still electing the stream's leader.
+                raise BusUnavailable(
+                    f"JetStream found no stream for subject {subject} right after declaring {expected}"
+                )
             if found != expected:
                 raise BusMisconfigured(
                     f"subject {subject}, which module {module.name!r} consumes, is stored by "

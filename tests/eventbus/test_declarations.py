@@ -3,11 +3,12 @@
 import io
 import os
 
+import nats.js.errors
 import pytest
 from django.core.management import CommandError, call_command
 from nats.js.api import AckPolicy, ConsumerConfig, StorageType, StreamConfig
 
-from eventbus.errors import BusMisconfigured
+from eventbus.errors import BusMisconfigured, BusUnavailable
 from eventbus.registry import get_module
 from tests.eventbus.conftest import consumer_info, run_nats
 
@@ -134,3 +135,54 @@ class TestSubjectCoverage:
             "by STRAY instead of GHOST_EVENTS; register module 'ghost' on the bus and run "
             "manage.py bus ensure"
         )
+
+
+class Electing:
+    """A JetStream context whose ``method`` raises ``error``, as a cluster electing a leader answers."""
+
+    def __init__(self, js, method: str, error: Exception):
+        self._js, self._method, self._error = js, method, error
+
+    def __getattr__(self, name):
+        if name != self._method:
+            return getattr(self._js, name)
+
+        async def failing(*args, **kwargs):
+            raise self._error
+
+        return failing
+
+
+class TestLeaderElection:
+    """Answers of a cluster without a leader are transient, so a consumer process retries instead of exiting."""
+
+    def declare_with(self, method: str, error: Exception):
+        from eventbus.backends.nats import declare
+        from eventbus.conf import bus_settings
+
+        async def work(js):
+            return await declare(Electing(js, method, error), bus_settings(), [get_module("probe")])
+
+        return run_nats(nats_url(), work)
+
+    def test_unavailable_answer_is_transient(self, nats_bus):
+        error = nats.js.errors.ServiceUnavailableError(
+            code=503, err_code=10008, description="JetStream system temporarily unavailable",
+        )
+
+        with pytest.raises(BusUnavailable, match="JetStream system temporarily unavailable"):
+            self.declare_with("stream_info", error)
+
+    def test_bad_request_is_misconfiguration(self, nats_bus):
+        error = nats.js.errors.BadRequestError(code=400, err_code=10058, description="stream name already in use")
+
+        with pytest.raises(BusMisconfigured, match="stream name already in use"):
+            self.declare_with("stream_info", error)
+
+    def test_subject_without_stream_after_declaring_is_transient(self, nats_bus):
+        error = nats.js.errors.NotFoundError(code=404, err_code=10059, description="stream not found")
+
+        with pytest.raises(BusUnavailable) as raised:
+            self.declare_with("find_stream_name_by_subject", error)
+
+        assert "right after declaring PROBE_EVENTS" in str(raised.value)
