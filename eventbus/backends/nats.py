@@ -179,8 +179,9 @@ async def declare(js: JetStreamContext, config: BusSettings, modules: list[BusMo
                     await _declare_consumer(js, stream_name(producer), consumer_config(module, producer, config))
                 )
     except (nats.js.errors.ServiceUnavailableError, nats.js.errors.ServerError) as error:
-        # A 5xx answer, such as "JetStream system temporarily unavailable"
-        # while a cluster elects a leader, passes; a 4xx one is the request's fault.
+        # A 5xx response, such as "JetStream system temporarily unavailable"
+        # while a cluster elects a leader, is transient. A 4xx one means the
+        # declaration itself is wrong.
         raise BusUnavailable(f"JetStream was unavailable while declaring streams: {error}") from error
     except nats.js.errors.APIError as error:
         raise BusMisconfigured(f"JetStream rejected a stream or consumer declaration: {error}") from error
