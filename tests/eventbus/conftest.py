@@ -1,5 +1,6 @@
 import asyncio
 import json
+import logging
 import os
 import threading
 from contextlib import contextmanager
@@ -16,6 +17,8 @@ from eventbus.registry import get_module
 from eventbus.runner import ConsumerRunner
 from tests.probe import events
 from tests.support import NatsServer, delete_all_streams
+
+logger = logging.getLogger(__name__)
 
 # Short delays keep retry tests fast; production defaults are in settings.
 FAST_BUS = {
@@ -79,6 +82,8 @@ def consumers_running(modules=("probe",)):
         try:
             loop.run_until_complete(runner.run())
         except BaseException as error:  # noqa: BLE001 - reported to the test below
+            # Logged too, so a test whose own wait fails first still shows why the runner stopped.
+            logger.exception("Consumer runner of the test stopped with an error")
             errors.append(error)
         finally:
             connections.close_all()
