@@ -138,7 +138,7 @@ class TestSubjectCoverage:
 
 
 class Electing:
-    """A JetStream context whose ``method`` raises ``error``, as a cluster electing a leader answers."""
+    """A JetStream context whose ``method`` raises ``error``, as a cluster electing a leader responds."""
 
     def __init__(self, js, method: str, error: Exception):
         self._js, self._method, self._error = js, method, error
@@ -154,7 +154,7 @@ class Electing:
 
 
 class TestLeaderElection:
-    """Answers of a cluster without a leader are transient, so a consumer process retries instead of exiting."""
+    """Responses of a cluster without a leader are transient, so a consumer process retries instead of exiting."""
 
     def declare_with(self, method: str, error: Exception):
         from eventbus.backends.nats import declare
