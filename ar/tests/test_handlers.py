@@ -455,12 +455,12 @@ class TestGroupOfRequests:
         ]
 
 
-def payment_messages(payloads, *, tenant_id="acme") -> list[Incoming]:
-    """Return ``payments.payment.succeeded`` messages for ``payloads``, in order, for deliver_group."""
+def payment_messages(payloads, *, tenant_id="acme", event_type=PAYMENT_SUCCEEDED) -> list[Incoming]:
+    """Return ``event_type`` messages (payments.payment.succeeded by default) for ``payloads``, in order, for deliver_group."""
     messages = []
     for payload in payloads:
         envelope = envelope_for(
-            PAYMENT_SUCCEEDED, payload, tenant_id=tenant_id, aggregate_type="payment", aggregate_id=payload.payment_id,
+            event_type, payload, tenant_id=tenant_id, aggregate_type="payment", aggregate_id=payload.payment_id,
         )
         messages.append(Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1, envelope=envelope))
     return messages
@@ -491,7 +491,7 @@ class TestGroupOfPayments:
 
         assert statements_for(2) == statements_for(5)
 
-    def test_each_paid_invoice_published_by_its_payment(self):
+    def test_paid_events_caused_by_payments(self):
         invoices = open_invoices(3)
         messages = payment_messages([full_payment(invoice) for invoice in invoices])
         published_before = len(published())
@@ -560,14 +560,7 @@ class TestGroupOfPayments:
 
 
 def failure_messages(payloads) -> list[Incoming]:
-    """Return ``payments.payment.failed`` messages for ``payloads``, in order, for deliver_group."""
-    messages = []
-    for payload in payloads:
-        envelope = envelope_for(
-            PAYMENT_FAILED, payload, tenant_id="acme", aggregate_type="payment", aggregate_id=payload.payment_id,
-        )
-        messages.append(Incoming(subject=envelope.subject, body=envelope.to_json(), delivery=1, envelope=envelope))
-    return messages
+    return payment_messages(payloads, event_type=PAYMENT_FAILED)
 
 
 def events_of(invoice) -> list[str]:

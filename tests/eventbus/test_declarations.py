@@ -165,7 +165,7 @@ class TestLeaderElection:
 
         return run_nats(nats_url(), work)
 
-    def test_unavailable_answer_is_transient(self, nats_bus):
+    def test_unavailable_response_is_transient(self, nats_bus):
         error = nats.js.errors.ServiceUnavailableError(
             code=503, err_code=10008, description="JetStream system temporarily unavailable",
         )
@@ -179,7 +179,7 @@ class TestLeaderElection:
         with pytest.raises(BusMisconfigured, match="stream name already in use"):
             self.declare_with("stream_info", error)
 
-    def test_subject_without_stream_after_declaring_is_transient(self, nats_bus):
+    def test_missing_stream_after_declare_transient(self, nats_bus):
         error = nats.js.errors.NotFoundError(code=404, err_code=10059, description="stream not found")
 
         with pytest.raises(BusUnavailable) as raised:
